@@ -1,0 +1,52 @@
+# The task runner people and CI share. `make demo` and `make test` set up whatever is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install kafka lint format test test-unit test-integration demo bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install expediter with its dev tools
+
+kafka: $(STAMP) ## Fetch the Kafka broker's jars from Maven Central into ~/.cache/expediter
+	$(BIN)/expediter dev kafka fetch
+
+lint: $(STAMP) ## ruff, mypy --strict and import-linter
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy expediter
+	$(BIN)/lint-imports
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint kafka ## Lint, then the whole suite (unit, integration, e2e, slow) against a real broker
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Only the tests that need no broker
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: kafka ## Only the tests against a real broker
+	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+demo: kafka ## Bring up a broker, run the main job, stop the broker
+	$(BIN)/expediter demo
+
+bench: kafka ## Run the benchmarks; each prints its ratio as its last JSON line
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## Remove the venv, caches and the local broker's state (stops it first)
+	-@test -x $(BIN)/expediter && $(BIN)/expediter dev kafka stop
+	rm -rf $(VENV) .expediter .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,45 @@
+"""The ``expediter`` command line. Entry point: :func:`main`.
+
+Each command group lives in its own module and is mounted here. Every command that reports
+something takes ``--json`` for scripts. Errors from the runtime (:mod:`expediter.errors`) are
+printed as one line naming the problem and the fix, with a non-zero exit code, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from expediter.cli import demo, devkafka
+from expediter.cli.output import fail
+from expediter.errors import ConfigurationError, ExpediterError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="expediter",
+    help="Run AI agents as event-driven consumers on Apache Kafka, autoscaled by KEDA.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+dev = typer.Typer(
+    help="Developer tooling: a real Kafka broker on this machine.", no_args_is_help=True
+)
+dev.add_typer(devkafka.app, name="kafka")
+app.add_typer(dev, name="dev")
+app.command(name="demo")(demo.demo)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigurationError as exc:
+        fail(str(exc), code=2)
+    except ExpediterError as exc:
+        fail(str(exc), code=1)
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+    sys.exit(0)

@@ -1,0 +1,79 @@
+"""docker-compose.yml cannot run on machines without Docker, so its structure is checked here
+against what the project defines: the Kafka version, the CLI's commands and the agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer.main
+import yaml
+
+from expediter.cli import app
+from expediter.dev import COMPOSE_BOOTSTRAP, KAFKA_VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def _runtime_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose["services"].items() if s.get("image") == "expediter:dev"}
+
+
+def test_kafka_is_the_same_version_in_kraft_mode(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "ZOOKEEPER" not in " ".join(env)
+    assert kafka["healthcheck"]["test"]
+
+
+def test_host_port_is_loopback_and_matches_the_cli(compose: dict[str, Any]) -> None:
+    ports = compose["services"]["kafka"]["ports"]
+    assert ports == [f"{COMPOSE_BOOTSTRAP}:{COMPOSE_BOOTSTRAP.rpartition(':')[2]}"]
+    advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"HOST://{COMPOSE_BOOTSTRAP}" in advertised
+
+
+def test_runtime_services_are_wired_to_the_broker(compose: dict[str, Any]) -> None:
+    services = _runtime_services(compose)
+    assert services, "at least one runtime service"
+    internal = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    for name, service in services.items():
+        bootstrap = service["environment"]["EXPEDITER_BOOTSTRAP"]
+        assert f"INTERNAL://{bootstrap}" in internal, name
+        assert service["depends_on"]["kafka"]["condition"] == "service_healthy", name
+
+
+def test_every_service_command_exists_in_the_cli(compose: dict[str, Any]) -> None:
+    root = typer.main.get_command(app)
+    for name, service in _runtime_services(compose).items():
+        words = list(service["command"])
+        command: click.Command = root
+        while isinstance(command, click.Group) and words and not words[0].startswith("-"):
+            sub = command.get_command(click.Context(command), words.pop(0))
+            assert sub is not None, f"service {name}: no such command in `expediter`"
+            command = sub
+        # Parsing the remaining options the way click would catches a misspelled flag.
+        command.make_context(name, words, resilient_parsing=False)
+
+
+def test_one_service_per_agent(compose: dict[str, Any]) -> None:
+    agents = sorted(p.stem for p in (ROOT / "agents").glob("*.py") if not p.stem.startswith("_"))
+    for agent in agents:
+        assert f"agent-{agent}" in compose["services"], f"agents/{agent}.py has no service"
+
+
+def test_image_runs_as_non_root() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users, "the image must set a USER"
+    assert users[-1].split(":")[0] not in ("root", "0")
