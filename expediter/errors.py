@@ -6,25 +6,33 @@ matching on types. The tree::
 
     ExpediterError                      retriable: depends on the subclass
     ├── ConfigurationError              permanent: a setting, a file or an argument is wrong
+    ├── DecodeError                     permanent: a record is not a valid event (has .reason)
+    ├── SchemaCompatibilityError        permanent: a schema change breaks existing readers
     ├── BrokerError                     a problem talking to Kafka
     │   ├── BrokerUnavailableError      retriable: nothing answered at the bootstrap address
     │   └── AuthenticationError         permanent: the broker refused the credentials
     └── LocalBrokerError                a problem starting or stopping the dev broker
         └── ToolMissingError            permanent: Java or Maven is not installed
 
-Who raises them: ``settings`` and the CLI raise ConfigurationError; ``messaging`` raises the
-BrokerError family; ``dev`` raises LocalBrokerError.
+Who raises them: ``settings`` and the CLI raise ConfigurationError; ``events`` raises
+DecodeError and SchemaCompatibilityError; ``messaging`` raises the BrokerError family; ``dev``
+raises LocalBrokerError.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 __all__ = [
     "AuthenticationError",
     "BrokerError",
     "BrokerUnavailableError",
     "ConfigurationError",
+    "DecodeError",
+    "DecodeReason",
     "ExpediterError",
     "LocalBrokerError",
+    "SchemaCompatibilityError",
     "ToolMissingError",
 ]
 
@@ -37,6 +45,35 @@ class ExpediterError(Exception):
 
 class ConfigurationError(ExpediterError):
     """A setting, file or argument is wrong. The message names it and the fix."""
+
+
+DecodeReason = Literal["oversized", "undecodable", "invalid", "unsupported-version"]
+"""Why a record is not a valid event; the DLQ's ``reason`` header carries the same word."""
+
+
+class DecodeError(ExpediterError):
+    """A record could not be turned into an event. Retrying the same bytes cannot help.
+
+    ``reason`` is one of :data:`DecodeReason`; ``detail`` says what exactly was wrong.
+    """
+
+    def __init__(self, reason: DecodeReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: DecodeReason = reason
+        self.detail = detail
+
+
+class SchemaCompatibilityError(ExpediterError):
+    """The current schemas break readers of the schemas they are compared with.
+
+    ``changes`` names each breaking change, one line each.
+    """
+
+    def __init__(self, changes: list[str]) -> None:
+        super().__init__(
+            f"{len(changes)} backward-incompatible schema change(s):\n" + "\n".join(changes)
+        )
+        self.changes = changes
 
 
 class BrokerError(ExpediterError):

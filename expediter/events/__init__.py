@@ -1,0 +1,44 @@
+"""Event contracts: the pydantic models every Kafka record follows, and their JSON coding.
+
+The bottom layer of the runtime that knows about Kafka data: it imports nothing of the runtime
+but ``errors``. Called by messaging, the worker, the orchestrator and the CLI.
+"""
+
+from expediter.events.coding import MAX_EVENT_BYTES, decode, encode
+from expediter.events.envelope import SCHEMA_MAJOR, SCHEMA_VERSION, Event, Producer, StepEvent
+from expediter.events.kinds import (
+    AgentCard,
+    AgentResources,
+    DeadLetter,
+    ResultEvent,
+    TaskError,
+    TaskEvent,
+    TokenUsage,
+    WorkflowEvent,
+    WorkflowStatus,
+)
+from expediter.events.tracing import TRACEPARENT, TraceParent, continue_trace, trace_from_headers
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "SCHEMA_MAJOR",
+    "SCHEMA_VERSION",
+    "TRACEPARENT",
+    "AgentCard",
+    "AgentResources",
+    "DeadLetter",
+    "Event",
+    "Producer",
+    "ResultEvent",
+    "StepEvent",
+    "TaskError",
+    "TaskEvent",
+    "TokenUsage",
+    "TraceParent",
+    "WorkflowEvent",
+    "WorkflowStatus",
+    "continue_trace",
+    "decode",
+    "encode",
+    "trace_from_headers",
+]

@@ -1,0 +1,161 @@
+"""The event types: TaskEvent, ResultEvent, WorkflowEvent, AgentCard and DeadLetter.
+
+Tasks and results are generic in their payload, so that a capability's own input and output
+models validate the payload in the same pass as the envelope: ``TaskEvent[SoilInput]``. Left
+unparametrised, the payload is any JSON object. Each type has a ``type`` literal, so a reader of
+a topic that mixes them (``expediter trace``) can decode to the right one.
+
+Who writes them: the orchestrator and ``expediter submit`` write tasks and workflow events, the
+worker writes results, dead letters and agent cards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Generic, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypeVar
+
+from expediter.events.envelope import Event, Identifier, StepEvent
+
+__all__ = [
+    "AgentCard",
+    "AgentResources",
+    "DeadLetter",
+    "ResultEvent",
+    "TaskError",
+    "TaskEvent",
+    "TokenUsage",
+    "WorkflowEvent",
+    "WorkflowStatus",
+]
+
+# Unparametrised, a payload is any JSON object (PEP 696 default), never an empty BaseModel.
+InputT = TypeVar("InputT", bound=BaseModel | dict[str, Any], default=dict[str, Any])
+OutputT = TypeVar("OutputT", bound=BaseModel | dict[str, Any], default=dict[str, Any])
+
+_FROZEN = ConfigDict(extra="ignore", frozen=True)
+
+
+class TaskEvent(StepEvent, Generic[InputT]):
+    """Work for one agent: run ``capability`` on ``input``. Published to ``tasks.<capability>``.
+
+    Everything the agent needs is in ``input``: the orchestrator attaches context from its
+    workflow table, so that agents keep no state and any replica can take any task.
+    """
+
+    type: Literal["task"] = "task"
+    input: InputT
+
+
+class TaskError(BaseModel):
+    """Why a step failed, typed so that the orchestrator knows whether to retry."""
+
+    model_config = _FROZEN
+
+    retriable: bool
+    """True: the same task may succeed later (timeout, rate limit). False: it never will."""
+    code: Annotated[str, Field(min_length=1, max_length=100)]
+    """A stable, machine-readable word such as ``timeout`` or ``invalid-input``."""
+    message: Annotated[str, Field(max_length=10_000)]
+
+
+class TokenUsage(BaseModel):
+    """What a reasoning engine spent on the task."""
+
+    model_config = _FROZEN
+
+    prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    completion_tokens: Annotated[int, Field(ge=0)] = 0
+
+
+class ResultEvent(StepEvent, Generic[OutputT]):
+    """The outcome of one task: success with ``output``, or failure with ``error``.
+
+    Published to ``results``, keyed by workflow id. ``task_id`` is the ``event_id`` of the task,
+    so that the orchestrator can apply each (workflow, step, attempt) once.
+    """
+
+    type: Literal["result"] = "result"
+    task_id: uuid.UUID
+    status: Literal["succeeded", "failed"]
+    output: OutputT | None = None
+    error: TaskError | None = None
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    duration_ms: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _outcome_matches_status(self) -> ResultEvent[OutputT]:
+        if self.status == "succeeded" and (self.output is None or self.error is not None):
+            raise ValueError("a succeeded result has an output and no error")
+        if self.status == "failed" and (self.error is None or self.output is not None):
+            raise ValueError("a failed result has an error and no output")
+        return self
+
+
+WorkflowStatus = Literal[
+    "started", "step-started", "step-completed", "step-late", "completed", "failed"
+]
+
+
+class WorkflowEvent(Event):
+    """A change of a workflow's state, as the orchestrator records it. Keyed by workflow id."""
+
+    type: Literal["workflow"] = "workflow"
+    workflow_id: Identifier
+    workflow: Identifier
+    """The workflow definition's name, e.g. ``field-analysis``."""
+    status: WorkflowStatus
+    step_id: Identifier | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentResources(BaseModel):
+    """What one replica of an agent needs and may take on."""
+
+    model_config = _FROZEN
+
+    accelerator: Literal["cpu", "gpu"] = "cpu"
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 1
+    max_task_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """The longest one task may run; terminationGracePeriodSeconds must cover it."""
+
+
+class AgentCard(Event):
+    """An agent instance's entry in the ``registry`` topic (compacted, keyed by
+    ``<capability>/<instance>``; a tombstone removes it when the instance stops cleanly)."""
+
+    type: Literal["agent-card"] = "agent-card"
+    name: Identifier
+    capability: Identifier
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    instance: Identifier
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    resources: AgentResources = Field(default_factory=AgentResources)
+
+
+class DeadLetter(Event):
+    """A record that could not be processed, kept whole with the reason, in ``dlq.<capability>``.
+
+    The same facts travel in the record's headers (reason, source topic, partition, offset), so
+    that tools can filter without decoding. The original bytes are kept base64-encoded: they
+    may not be JSON at all.
+    """
+
+    type: Literal["dead-letter"] = "dead-letter"
+    reason: Annotated[str, Field(min_length=1, max_length=100)]
+    """A decode reason (``invalid``, ``unsupported-version``...) or ``exhausted``/``permanent``."""
+    detail: Annotated[str, Field(max_length=10_000)]
+    source_topic: Annotated[str, Field(min_length=1, max_length=249)]
+    source_partition: Annotated[int, Field(ge=0)]
+    source_offset: Annotated[int, Field(ge=0)]
+    original_key: str | None = None
+    original_value: str
+    original_headers: list[tuple[str, str]] = Field(default_factory=list)
+    """Header names with base64 values, in their original order."""
+    workflow_id: Identifier | None = None
+    step_id: Identifier | None = None
+    capability: Identifier | None = None
+    attempt: Annotated[int, Field(ge=1)] | None = None

@@ -1,0 +1,61 @@
+"""W3C trace context (``traceparent``) in Kafka headers.
+
+Every record carries a ``traceparent`` header. A consumer continues the trace of the record it
+handles: same trace id, new span id, the sampled flag kept. Called by every producer in the
+runtime (worker, orchestrator, CLI). See https://www.w3.org/TR/trace-context/.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["TRACEPARENT", "TraceParent", "continue_trace", "trace_from_headers"]
+
+TRACEPARENT = "traceparent"
+_PATTERN = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class TraceParent:
+    trace_id: str
+    span_id: str
+    flags: str = "01"
+
+    @classmethod
+    def new(cls) -> TraceParent:
+        return cls(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+
+    @classmethod
+    def parse(cls, value: str) -> TraceParent | None:
+        """The parsed header, or None when it is malformed (the spec says: start a new trace)."""
+        match = _PATTERN.match(value.strip().lower())
+        if match is None or set(match[1]) == {"0"} or set(match[2]) == {"0"}:
+            return None
+        return cls(trace_id=match[1], span_id=match[2], flags=match[3])
+
+    def child(self) -> TraceParent:
+        return TraceParent(trace_id=self.trace_id, span_id=secrets.token_hex(8), flags=self.flags)
+
+    def header(self) -> tuple[str, bytes]:
+        return (TRACEPARENT, f"00-{self.trace_id}-{self.span_id}-{self.flags}".encode())
+
+
+def trace_from_headers(headers: Headers | None) -> TraceParent | None:
+    for name, value in headers or ():
+        if name.lower() == TRACEPARENT:
+            try:
+                return TraceParent.parse(value.decode("ascii"))
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def continue_trace(headers: Headers | None) -> TraceParent:
+    """A child of the incoming record's trace, or a new trace when it carries none."""
+    parent = trace_from_headers(headers)
+    return parent.child() if parent else TraceParent.new()
