@@ -8,25 +8,51 @@ from expediter.errors import (
     BrokerError,
     BrokerUnavailableError,
     ConfigurationError,
+    DecodeError,
     ExpediterError,
     LocalBrokerError,
+    SchemaCompatibilityError,
     ToolMissingError,
+)
+from expediter.events import (
+    AgentCard,
+    DeadLetter,
+    Producer,
+    ResultEvent,
+    TaskError,
+    TaskEvent,
+    WorkflowEvent,
+    decode,
+    encode,
+    to_record,
 )
 from expediter.settings import DevSettings, KafkaSettings, SaslSettings, TlsSettings
 
 __all__ = [
+    "AgentCard",
     "AuthenticationError",
     "BrokerError",
     "BrokerUnavailableError",
     "ConfigurationError",
+    "DeadLetter",
+    "DecodeError",
     "DevSettings",
     "ExpediterError",
     "KafkaSettings",
     "LocalBrokerError",
+    "Producer",
+    "ResultEvent",
     "SaslSettings",
+    "SchemaCompatibilityError",
+    "TaskError",
+    "TaskEvent",
     "TlsSettings",
     "ToolMissingError",
+    "WorkflowEvent",
     "__version__",
+    "decode",
+    "encode",
+    "to_record",
 ]
 
 __version__ = "0.1.0"

@@ -17,17 +17,27 @@ from expediter.events.kinds import (
     WorkflowEvent,
     WorkflowStatus,
 )
+from expediter.events.records import (
+    EVENT_TYPE_HEADER,
+    SCHEMA_VERSION_HEADER,
+    OutgoingRecord,
+    record_key,
+    to_record,
+)
 from expediter.events.tracing import TRACEPARENT, TraceParent, continue_trace, trace_from_headers
 
 __all__ = [
+    "EVENT_TYPE_HEADER",
     "MAX_EVENT_BYTES",
     "SCHEMA_MAJOR",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSION_HEADER",
     "TRACEPARENT",
     "AgentCard",
     "AgentResources",
     "DeadLetter",
     "Event",
+    "OutgoingRecord",
     "Producer",
     "ResultEvent",
     "StepEvent",
@@ -40,5 +50,7 @@ __all__ = [
     "continue_trace",
     "decode",
     "encode",
+    "record_key",
+    "to_record",
     "trace_from_headers",
 ]

@@ -237,3 +237,20 @@ def test_corrupted_events_raise_only_decode_error(
         reason = exc.reason
     # Either the flipped byte still makes a valid event, or the error names a decode reason.
     assert reason in (None, "undecodable", "invalid", "unsupported-version")
+
+
+def test_records_are_keyed_for_their_partitioning() -> None:
+    from expediter.events import record_key, to_record
+
+    task, _, result, _, workflow, card, dead = samples()
+    assert record_key(task) == b"wf-42"
+    assert record_key(result) == b"wf-42"
+    assert record_key(workflow) == b"wf-42"
+    assert record_key(card) == b"soil-analysis/soil-analyzer-7d9f-abc"
+    assert record_key(dead) == b"wf-42"  # the original record's key, base64-decoded
+    record = to_record(task)
+    headers = dict(record.headers)
+    assert TraceParent.parse(headers["traceparent"].decode()) is not None
+    assert headers["expediter-type"] == b"task"
+    assert headers["expediter-schema-version"] == b"1.0"
+    assert decode(record.value, TaskEvent[SoilInput]) == task

@@ -1,0 +1,59 @@
+"""How an event becomes a Kafka record: its key, its value and its headers.
+
+The key decides the partition, so every event of one workflow lands in one partition, in order,
+co-partitioned with the orchestrator's workflow table: the key is the workflow id. Agent cards
+are keyed ``<capability>/<instance>`` (one registry entry per instance, compacted), and a dead
+letter keeps its original record's key. Headers carry the W3C trace context and the event's
+type and schema version, so that tools can route and filter without decoding the value.
+Called by every producer in the runtime.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from expediter.events.coding import encode
+from expediter.events.kinds import AgentCard, DeadLetter
+from expediter.events.tracing import TraceParent
+
+__all__ = [
+    "EVENT_TYPE_HEADER",
+    "SCHEMA_VERSION_HEADER",
+    "OutgoingRecord",
+    "record_key",
+    "to_record",
+]
+
+EVENT_TYPE_HEADER = "expediter-type"
+SCHEMA_VERSION_HEADER = "expediter-schema-version"
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """Arguments for ``AIOKafkaProducer.send(topic, value, key=..., headers=...)``."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def record_key(event: BaseModel) -> bytes | None:
+    if isinstance(event, AgentCard):
+        return f"{event.capability}/{event.instance}".encode()
+    if isinstance(event, DeadLetter):
+        return base64.b64decode(event.original_key) if event.original_key else None
+    workflow_id = getattr(event, "workflow_id", None)
+    return workflow_id.encode() if isinstance(workflow_id, str) else None
+
+
+def to_record(event: BaseModel, *, trace: TraceParent | None = None) -> OutgoingRecord:
+    """The record for ``event``; ``trace`` continues a trace (a new one starts when None)."""
+    headers = [
+        (trace or TraceParent.new()).header(),
+        (EVENT_TYPE_HEADER, str(getattr(event, "type", type(event).__name__)).encode()),
+        (SCHEMA_VERSION_HEADER, str(getattr(event, "schema_version", "")).encode()),
+    ]
+    return OutgoingRecord(key=record_key(event), value=encode(event), headers=headers)
