@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+LLM_STAMP := $(VENV)/.installed-llm
+# llama-cpp-python is sdist-only and its native build dies with "Illegal instruction" on these
+# machines (ENVIRONMENT.md). pip caches the built wheel: the ~5 min build happens once a machine.
+LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -16,6 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+$(LLM_STAMP): $(STAMP)
+	CMAKE_ARGS="$(LLM_CMAKE_ARGS)" $(BIN)/python -m pip install -q -e '.[llm]'
+	@touch $(LLM_STAMP)
 
 install: $(STAMP) ## Create .venv and install expediter with its dev tools
 
@@ -32,13 +40,13 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint kafka ## Lint, then the whole suite (unit, integration, e2e, slow) against a real broker
+test: lint kafka $(LLM_STAMP) ## Lint, then the whole suite (unit, integration, e2e, slow) against a real broker
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Only the tests that need no broker
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: kafka ## Only the tests against a real broker
+test-integration: kafka $(LLM_STAMP) ## Only the tests against a real broker
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 demo: kafka ## Bring up a broker, run the main job, stop the broker

@@ -8,13 +8,20 @@ matching on types. The tree::
     ├── ConfigurationError              permanent: a setting, a file or an argument is wrong
     ├── DecodeError                     permanent: a record is not a valid event (has .reason)
     ├── SchemaCompatibilityError        permanent: a schema change breaks existing readers
+    ├── TaskFailure                     raised by agent handlers and tools; has .code
+    │   ├── RetriableError              retriable: retried with backoff, up to max attempts
+    │   └── PermanentError              permanent: a failure result plus a DLQ record at once
+    │       └── ToolError               a tool is not allowlisted, or its arguments are invalid
+    ├── EngineError                     a reasoning engine failed (.retriable set per failure)
     ├── BrokerError                     a problem talking to Kafka
     │   ├── BrokerUnavailableError      retriable: nothing answered at the bootstrap address
     │   └── AuthenticationError         permanent: the broker refused the credentials
     └── LocalBrokerError                a problem starting or stopping the dev broker
         └── ToolMissingError            permanent: Java or Maven is not installed
 
-Who raises them: ``settings`` and the CLI raise ConfigurationError; ``events`` raises
+Who raises them: agent handlers raise TaskFailure (anything else they raise counts as
+retriable); ``tools`` raises ToolError; ``reasoning`` raises EngineError; ``settings`` and the CLI
+raise ConfigurationError; ``events`` raises
 DecodeError and SchemaCompatibilityError; ``messaging`` raises the BrokerError family; ``dev``
 raises LocalBrokerError.
 """
@@ -30,9 +37,14 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "DecodeReason",
+    "EngineError",
     "ExpediterError",
     "LocalBrokerError",
+    "PermanentError",
+    "RetriableError",
     "SchemaCompatibilityError",
+    "TaskFailure",
+    "ToolError",
     "ToolMissingError",
 ]
 
@@ -74,6 +86,40 @@ class SchemaCompatibilityError(ExpediterError):
             f"{len(changes)} backward-incompatible schema change(s):\n" + "\n".join(changes)
         )
         self.changes = changes
+
+
+class TaskFailure(ExpediterError):
+    """A task failed. ``code`` is a short stable word (``timeout``, ``invalid-input``) that
+    ends up in the failure ResultEvent's ``error.code``."""
+
+    def __init__(self, message: str, *, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RetriableError(TaskFailure):
+    """The same task may succeed later: a timeout, a rate limit, a dependency down."""
+
+    retriable = True
+
+
+class PermanentError(TaskFailure):
+    """The task can never succeed as given: retrying would waste the attempts."""
+
+
+class ToolError(PermanentError):
+    """A tool call was refused: the tool is not allowlisted, or its arguments do not validate."""
+
+    def __init__(self, message: str, *, code: str = "tool-refused") -> None:
+        super().__init__(message, code=code)
+
+
+class EngineError(ExpediterError):
+    """A reasoning engine failed to produce a valid output."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class BrokerError(ExpediterError):

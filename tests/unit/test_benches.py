@@ -1,29 +1,48 @@
 """Every bench runs and ends with one JSON line that carries its ratio to the baseline.
 
-This checks the shape only (a very short run); the figures come from `make bench`.
+This checks the shape only (very short runs, against the session's broker where one is needed);
+the figures come from `make bench`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from expediter.dev import Broker
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-QUICK = {"bench_events.py": ["--seconds", "0.05", "--rounds", "1"]}
+QUICK = {
+    "bench_events.py": ["--seconds", "0.05", "--rounds", "1"],
+    "bench_worker.py": ["--tasks", "200", "--rate", "20", "--seconds", "1", "--no-model"],
+}
+NEEDS_BROKER = {"bench_worker.py"}
 
 
-@pytest.mark.parametrize("name", sorted(QUICK))
-def test_bench_prints_its_ratio_last(name: str) -> None:
+def _last_line(name: str, env: dict[str, str]) -> dict[str, float]:
     result = subprocess.run(
         [sys.executable, str(BENCH / name), *QUICK[name]],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=300, check=False, env=env,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    last: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return last
+
+
+@pytest.mark.parametrize("name", sorted(set(QUICK) - NEEDS_BROKER))
+def test_bench_prints_its_ratio_last(name: str) -> None:
+    assert _last_line(name, dict(os.environ))["ratio"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NEEDS_BROKER))
+def test_broker_bench_prints_its_ratio_last(name: str, kafka: Broker) -> None:
+    last = _last_line(name, {**os.environ, "EXPEDITER_BOOTSTRAP": kafka.bootstrap})
     assert last["ratio"] > 0
 
 

@@ -77,3 +77,14 @@ def test_image_runs_as_non_root() -> None:
     users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
     assert users, "the image must set a USER"
     assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_agents_wait_for_the_topics_and_report_readiness(compose: dict[str, Any]) -> None:
+    agents = {n: s for n, s in compose["services"].items() if n.startswith("agent-")}
+    assert agents
+    assert compose["services"]["topics"]["command"] == ["topics", "apply"]
+    for name, service in agents.items():
+        assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
+        assert service["command"][0] == "worker"
+        assert (ROOT / service["command"][1]).is_file(), name

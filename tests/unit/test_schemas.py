@@ -128,7 +128,10 @@ def test_check_against_a_git_ref_names_each_breaking_change(tmp_path: Path) -> N
         "events/task-event.json: legacy: field removed",
     ]
     # The same schemas as a folder, and against themselves: compatible.
-    same = _cli(["schemas", "check", "--against", str(ROOT / "schemas")], tmp_path)
+    same = _cli(
+        ["schemas", "check", "--against", str(ROOT / "schemas"), "--agents", str(ROOT / "agents")],
+        tmp_path,
+    )
     assert same.returncode == 0, same.stderr
 
     bad = _cli(["schemas", "check", "--against", "no-such-ref"], tmp_path)

@@ -1,0 +1,146 @@
+"""Reasoning: turns a goal and context features into a Plan, as an LLM's structured output.
+
+The handler asks ``ctx.reason(prompt, Plan)``; which engine answers is configuration. The Plan
+schema is deliberately small and closed (enums, short strings, few items, string-valued
+arguments) so that a tiny model decoding under a JSON-schema grammar still yields a valid plan.
+``rules`` answers the same prompt deterministically, for tests and demos without a model. The
+plan's tool steps are meant for the action agent, whose tool names the ``Tool`` enum lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from expediter.worker import Agent, AgentResources, PermanentError, TaskContext
+
+Priority = Literal["low", "medium", "high", "urgent"]
+ToolName = Literal["create_work_order", "schedule_irrigation", "notify_agronomist", "none"]
+"""The action agent's tools, plus ``none`` for a step no tool carries out."""
+
+ShortText = Annotated[str, Field(min_length=1, max_length=160)]
+ArgumentValue = Annotated[str, Field(max_length=120)]
+
+SYSTEM = (
+    "You plan field operations for a farm. Answer with a JSON plan of at most 5 steps. Use a "
+    "tool only when a step needs one; tool arguments are strings. Keep texts short."
+)
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Annotated[str, Field(min_length=1, max_length=60)]
+    """A short imperative: "treat north-east corner"."""
+    tool: ToolName = "none"
+    arguments: Annotated[dict[str, ArgumentValue], Field(max_length=6)] = Field(
+        default_factory=dict
+    )
+    """String values: the tool's own model coerces them ("30" -> 30 minutes)."""
+    rationale: ShortText
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    summary: ShortText
+    priority: Priority
+    steps: Annotated[list[PlanStep], Field(min_length=1, max_length=5)]
+
+
+class ReasoningInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    goal: Annotated[str, Field(min_length=1, max_length=500)]
+    field_id: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")] = ""
+    context: Annotated[dict[str, Any], Field(max_length=64)] = Field(default_factory=dict)
+    """Features from earlier steps (perception, soil, pests), attached by the orchestrator."""
+
+
+def prompt_for(task: ReasoningInput) -> str:
+    context = json.dumps(task.context, sort_keys=True, default=str)[:4000]
+    return f"Goal: {task.goal}\nField: {task.field_id or 'unknown'}\nContext: {context}\n"
+
+
+_FIELD = re.compile(r"^Field: (\S+)$", re.MULTILINE)
+_NUMBER = r"\"?{name}\"?\s*[:=]\s*(-?\d+(?:\.\d+)?)"
+
+
+def _number(prompt: str, name: str) -> float | None:
+    match = re.search(_NUMBER.format(name=re.escape(name)), prompt)
+    return float(match.group(1)) if match else None
+
+
+def plan_rules(prompt: str, output_model: type[BaseModel]) -> BaseModel:
+    """The deterministic planner: keyword and threshold rules over the prompt's text."""
+    if output_model is not Plan:
+        raise PermanentError(
+            f"the reasoning agent's rules answer Plan only, not {output_model.__name__}: ask "
+            "ctx.reason(prompt, Plan)",
+            code="no-rule",
+        )
+    lowered = prompt.lower()
+    match = _FIELD.search(prompt)
+    field = match.group(1) if match else "unknown"
+    pests = _number(lowered, "pests")
+    moisture = _number(lowered, "moisture_pct")
+    steps: list[PlanStep] = []
+    priority: Priority = "low"
+    if (pests is not None and pests > 0) or (pests is None and "pest" in lowered):
+        priority = "high" if pests is not None and pests >= 10 else "medium"
+        steps.append(
+            PlanStep(
+                action="treat infested zone",
+                tool="create_work_order",
+                arguments={"field_id": field, "task": "treat infested zone", "priority": priority},
+                rationale="pests were reported on the field",
+            )
+        )
+    if (moisture is not None and moisture < 20) or "dry" in lowered or "irrigat" in lowered:
+        priority = "medium" if priority == "low" else priority
+        steps.append(
+            PlanStep(
+                action="irrigate field",
+                tool="schedule_irrigation",
+                arguments={"field_id": field, "minutes": "45"},
+                rationale="soil moisture is low" if moisture is not None else "dry conditions",
+            )
+        )
+    if steps:
+        steps.append(
+            PlanStep(
+                action="inform agronomist",
+                tool="notify_agronomist",
+                arguments={
+                    "field_id": field,
+                    "message": "; ".join(step.action for step in steps),
+                    "severity": "warning" if priority in ("high", "urgent") else "info",
+                },
+                rationale="a person should know what was scheduled",
+            )
+        )
+    else:
+        steps.append(
+            PlanStep(action="keep monitoring", rationale="nothing in the context needs action")
+        )
+    return Plan(summary=f"{len(steps)} step(s) for field {field}", priority=priority, steps=steps)
+
+
+async def plan(task: ReasoningInput, ctx: TaskContext) -> Plan:
+    return await ctx.reason(prompt_for(task), Plan, system=SYSTEM, max_tokens=512)
+
+
+agent = Agent(
+    name="reasoning",
+    capability="reasoning",
+    version="1.0.0",
+    input_model=ReasoningInput,
+    output_model=Plan,
+    handler=plan,
+    resources=AgentResources(accelerator="gpu", concurrency=2, max_task_seconds=120),
+    description="Plans field operations from a goal and context features (LLM, structured).",
+    rules=plan_rules,
+)

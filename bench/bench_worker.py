@@ -1,0 +1,282 @@
+"""Bench: the agent worker against raw aiokafka, on the same broker, in the same run.
+
+- Throughput: one worker with a no-op handler drains a task topic filled beforehand with
+  ~300-byte tasks; the baseline is a raw aiokafka consume-to-produce echo loop over the same
+  records. ``throughput_ratio`` = worker / raw (the target is >= 0.7).
+- Latency: tasks at a fixed low rate; hop latency = result received - task sent. The baseline
+  is raw produce-to-consume at the same rate. ``latency_ratio`` = worker p50 / raw p50.
+- Memory: peak RSS (VmHWM) of a worker process without a model, and with Gemma 3 270M loaded
+  (EXPEDITER_ENGINE_KIND=llama; null when the [llm] extra is not installed).
+
+The last line is one JSON object; its ``ratio`` is the throughput ratio.
+
+    .venv/bin/python bench/bench_worker.py [--tasks 20000] [--rate 20] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from expediter.dev import provided_broker
+from expediter.events import Producer, ResultEvent, TaskEvent, decode, to_record
+from expediter.messaging import TopicNames, client_options, connected
+from expediter.reasoning import RuleEngine
+from expediter.settings import DevSettings, KafkaSettings, WorkerSettings
+from expediter.worker.loading import load_agent
+from expediter.worker.working import Worker
+
+NOOP = Path(__file__).resolve().parent / "agents" / "noop.py"
+PARTITIONS = 4
+
+
+def emit(document: dict[str, Any]) -> None:
+    print(json.dumps(document), flush=True)
+
+
+def task_event(n: int) -> TaskEvent:
+    return TaskEvent(
+        producer=Producer(name="bench", version="0"), workflow_id=f"wf-{n % 64:04d}",
+        step_id=f"s{n}", capability="noop",
+        input={"field_id": f"field-{n % 1000}", "depth_cm": 30, "crop": "wheat"},
+    )  # fmt: skip
+
+
+async def create(settings: KafkaSettings, names: TopicNames, extra: list[str]) -> None:
+    compact = {"cleanup.policy": "compact"}
+    topics = [
+        NewTopic(names.tasks("noop"), PARTITIONS, 1),
+        NewTopic(names.results, PARTITIONS, 1),
+        NewTopic(names.dlq("noop"), 1, 1),
+        NewTopic(names.registry, 1, 1, topic_configs=compact),
+        *(NewTopic(t, PARTITIONS, 1) for t in extra),
+    ]
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        await admin.create_topics(topics)
+
+
+async def fill(settings: KafkaSettings, topic: str, count: int) -> int:
+    size = 0
+    async with connected(AIOKafkaProducer(**client_options(settings), linger_ms=5), settings) as p:
+        for n in range(count):
+            record = to_record(task_event(n))
+            size = len(record.value)
+            await p.send(topic, record.value, key=record.key, headers=record.headers)
+        await p.flush()
+    return size
+
+
+async def count_until(settings: KafkaSettings, topic: str, count: int) -> float:
+    """Read ``topic`` (read_committed) until ``count`` records; the monotonic time of the last."""
+    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest",
+                                isolation_level="read_committed")  # fmt: skip
+    seen = 0
+    async with connected(consumer, settings):
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            seen += sum(len(b) for b in batches.values())
+    return time.monotonic()
+
+
+def worker_settings(names: TopicNames) -> WorkerSettings:
+    return WorkerSettings(topic_prefix=names.prefix, instance=f"bench-{uuid.uuid4().hex[:6]}",
+                          http_port=0)  # fmt: skip
+
+
+async def worker_throughput(settings: KafkaSettings, count: int) -> tuple[float, int]:
+    names = TopicNames(prefix=f"bw{uuid.uuid4().hex[:6]}.")
+    await create(settings, names, [])
+    size = await fill(settings, names.tasks("noop"), count)
+    worker = Worker(load_agent(NOOP), RuleEngine(), kafka=settings, settings=worker_settings(names))
+    reader = asyncio.create_task(count_until(settings, names.results, count))
+    running = asyncio.create_task(worker.run())
+    while not worker.health.warm:
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    finished = await reader
+    worker.request_stop()
+    await running
+    return count / (finished - started), size
+
+
+async def raw_throughput(settings: KafkaSettings, count: int) -> float:
+    names = TopicNames(prefix=f"br{uuid.uuid4().hex[:6]}.")
+    echo = f"{names.prefix}echo"
+    await create(settings, names, [echo])
+    await fill(settings, names.tasks("noop"), count)
+    options = client_options(settings)
+    consumer = AIOKafkaConsumer(names.tasks("noop"), **options, group_id=f"{names.prefix}raw",
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    async with (connected(AIOKafkaProducer(**options, acks="all"), settings) as producer,
+                connected(consumer, settings)):  # fmt: skip
+        await consumer.getmany(timeout_ms=0)  # join before the clock starts, as the worker did
+        while not consumer.assignment():
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        done = 0
+        while done < count:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batches.values():
+                for r in records:
+                    await producer.send(echo, r.value, key=r.key, headers=list(r.headers))
+                done += len(records)
+            if batches:
+                await producer.flush()
+                await consumer.commit()
+        return count / (time.monotonic() - started)
+
+
+async def paced(settings: KafkaSettings, topic: str, rate: float, seconds: float,
+                make: Any) -> dict[bytes, float]:  # fmt: skip
+    sent: dict[bytes, float] = {}
+    async with connected(AIOKafkaProducer(**client_options(settings)), settings) as producer:
+        for n in range(int(rate * seconds)):
+            ident, value, key, headers = make(n)
+            sent[ident] = time.monotonic()
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+            await asyncio.sleep(1 / rate)
+    return sent
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def worker_latency(settings: KafkaSettings, rate: float, seconds: float) -> list[float]:
+    names = TopicNames(prefix=f"lw{uuid.uuid4().hex[:6]}.")
+    await create(settings, names, [])
+    worker = Worker(load_agent(NOOP), RuleEngine(), kafka=settings, settings=worker_settings(names))
+    running = asyncio.create_task(worker.run())
+    while not worker.health.warm:
+        await asyncio.sleep(0.01)
+    received: dict[bytes, float] = {}
+    total = int(rate * seconds)
+
+    async def collect() -> None:
+        consumer = AIOKafkaConsumer(
+            names.results,
+            **client_options(settings),
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        async with connected(consumer, settings):
+            while len(received) < total:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for r in records:
+                        received[decode(r.value, ResultEvent).task_id.bytes] = time.monotonic()
+
+    def make(n: int) -> tuple[bytes, bytes, bytes | None, list[tuple[str, bytes]]]:
+        event = task_event(n)
+        record = to_record(event)
+        return event.event_id.bytes, record.value, record.key, record.headers
+
+    collector = asyncio.create_task(collect())
+    sent = await paced(settings, names.tasks("noop"), rate, seconds, make)
+    await asyncio.wait_for(collector, 60)
+    worker.request_stop()
+    await running
+    return [(received[k] - sent[k]) * 1000 for k in sent]
+
+
+async def raw_latency(settings: KafkaSettings, rate: float, seconds: float) -> list[float]:
+    topic = f"lr{uuid.uuid4().hex[:6]}.raw"
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    received: dict[bytes, float] = {}
+    total = int(rate * seconds)
+    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest")
+
+    async def collect() -> None:
+        while len(received) < total:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for r in records:
+                    received[r.value[:16]] = time.monotonic()
+
+    def make(n: int) -> tuple[bytes, bytes, bytes, list[tuple[str, bytes]]]:
+        ident = uuid.uuid4().bytes
+        return ident, ident + b"x" * 284, b"wf-%d" % (n % 64), []
+
+    async with connected(consumer, settings):
+        collector = asyncio.create_task(collect())
+        sent = await paced(settings, topic, rate, seconds, make)
+        await asyncio.wait_for(collector, 60)
+    return [(received[k] - sent[k]) * 1000 for k in sent]
+
+
+async def peak_rss_mb(settings: KafkaSettings, engine: str) -> float | None:
+    if engine == "llama" and importlib.util.find_spec("llama_cpp") is None:
+        return None
+    names = TopicNames(prefix=f"m{uuid.uuid4().hex[:6]}.")
+    await create(settings, names, [])
+    await fill(settings, names.tasks("noop"), 500)
+    env = {**os.environ, "EXPEDITER_BOOTSTRAP": settings.bootstrap, "EXPEDITER_HTTP_PORT": "0",
+           "EXPEDITER_TOPIC_PREFIX": names.prefix, "EXPEDITER_ENGINE_KIND": engine}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "expediter.cli", "worker", str(NOOP)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        await asyncio.wait_for(count_until(settings, names.results, 500), 300)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        peak_kb = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return round(peak_kb / 1024, 1)
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with provided_broker(DevSettings(dir=Path(".expediter/bench"))) as broker:
+        settings = broker.settings
+        emit({"broker": broker.kind, "version": broker.version, "bootstrap": broker.bootstrap})
+        worker_rate, size = await worker_throughput(settings, args.tasks)
+        raw_rate = await raw_throughput(settings, args.tasks)
+        emit({"phase": "throughput", "task_bytes": size, "worker_per_s": round(worker_rate),
+              "raw_echo_per_s": round(raw_rate)})  # fmt: skip
+        w50, w99 = percentiles(await worker_latency(settings, args.rate, args.seconds))
+        r50, r99 = percentiles(await raw_latency(settings, args.rate, args.seconds))
+        emit({"phase": "latency", "worker_p50_ms": round(w50, 2), "worker_p99_ms": round(w99, 2),
+              "raw_p50_ms": round(r50, 2), "raw_p99_ms": round(r99, 2)})  # fmt: skip
+        rss = await peak_rss_mb(settings, "rules")
+        rss_llama = None if args.no_model else await peak_rss_mb(settings, "llama")
+        emit(
+            {
+                "bench": "worker",
+                "tasks": args.tasks,
+                "task_bytes": size,
+                "worker_per_s": round(worker_rate),
+                "raw_echo_per_s": round(raw_rate),
+                "throughput_ratio": round(worker_rate / raw_rate, 3),
+                "worker_p50_ms": round(w50, 2),
+                "worker_p99_ms": round(w99, 2),
+                "raw_p50_ms": round(r50, 2),
+                "raw_p99_ms": round(r99, 2),
+                "latency_ratio": round(w50 / r50, 3),
+                "peak_rss_mb_no_model": rss,
+                "peak_rss_mb_gemma": rss_llama,
+                "ratio": round(worker_rate / raw_rate, 3),
+            }
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="tasks per second, latency phase")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency phase")
+    parser.add_argument("--no-model", action="store_true", help="skip the Gemma RSS measurement")
+    asyncio.run(main(parser.parse_args()))

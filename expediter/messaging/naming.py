@@ -1,0 +1,46 @@
+"""The names of topics and consumer groups, derived in one place.
+
+The topic catalog (topics/topics.yaml) lists the same names; code derives them here so that a
+prefix (a test run, a shadow re-run under ``expediter replay --rerun --into <prefix>``) moves a
+whole deployment at once. Called by the worker, the orchestrator, the tools and the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TopicNames"]
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Topic and group names under an optional ``prefix`` (empty in production)."""
+
+    prefix: str = ""
+
+    def tasks(self, capability: str) -> str:
+        return f"{self.prefix}tasks.{capability}"
+
+    def dlq(self, capability: str) -> str:
+        return f"{self.prefix}dlq.{capability}"
+
+    def group(self, capability: str) -> str:
+        """The consumer group of an agent; KEDA's trigger watches its lag."""
+        return f"{self.prefix}agents.{capability}"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}results"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.prefix}registry"
+
+    @property
+    def ledger(self) -> str:
+        """Tool-call records, by (task id, step, n); compacted."""
+        return f"{self.prefix}tools.ledger"
+
+    @property
+    def completed(self) -> str:
+        return f"{self.prefix}workflows.completed"

@@ -1,0 +1,138 @@
+"""What an agent is: the :class:`Agent` a file under ``agents/`` declares, and the
+:class:`TaskContext` its handler receives.
+
+An agent file holds one agent::
+
+    class SoilInput(BaseModel): ...
+    class SoilOutput(BaseModel): ...
+
+    async def analyse(task: SoilInput, ctx: TaskContext) -> SoilOutput:
+        plan = await ctx.reason(f"Assess field {task.field_id}", SoilPlan)
+        ...
+
+    agent = Agent(
+        name="soil-analyzer", capability="soil-analysis", version="1.0.0",
+        input_model=SoilInput, output_model=SoilOutput, handler=analyse,
+        resources=AgentResources(accelerator="cpu", concurrency=4, max_task_seconds=30),
+    )
+
+The handler is pure with respect to state: everything it needs arrives in the task, and what it
+produces leaves as the result. It raises :class:`~expediter.errors.RetriableError` or
+:class:`~expediter.errors.PermanentError`; anything else it raises counts as retriable.
+Called by the worker (``expediter worker agents/<file>.py``), the schema exporter and the KEDA
+renderer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from expediter.errors import ConfigurationError
+from expediter.events import AgentResources, TokenUsage
+from expediter.reasoning.protocol import OutputT, ReasoningEngine, RuleBook
+
+__all__ = ["Agent", "AgentInputT", "AgentOutputT", "Handler", "TaskContext", "ToolCaller"]
+
+AgentInputT = TypeVar("AgentInputT", bound=BaseModel)
+AgentOutputT = TypeVar("AgentOutputT", bound=BaseModel)
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class ToolCaller(Protocol):
+    """Calls allowlisted tools for one task; each call is recorded by (task id, step, n), so a
+    redelivered task gets the recorded result instead of repeating the side effect."""
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass
+class TaskContext:
+    """What a handler gets besides its input: the task's coordinates, the engine, the tools."""
+
+    task_id: uuid.UUID
+    workflow_id: str
+    step_id: str
+    attempt: int
+    engine: ReasoningEngine
+    tools: ToolCaller
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    """Tokens spent so far on this task; :meth:`reason` adds to it, the result reports it."""
+
+    async def reason(
+        self,
+        prompt: str,
+        output_model: type[OutputT],
+        *,
+        system: str | None = None,
+        max_tokens: int = 256,
+    ) -> OutputT:
+        """Ask the configured engine, count the tokens, return the validated output."""
+        reasoned = await self.engine.reason(
+            prompt, output_model, system=system, max_tokens=max_tokens
+        )
+        self.usage = TokenUsage(
+            prompt_tokens=self.usage.prompt_tokens + reasoned.usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + reasoned.usage.completion_tokens,
+        )
+        return reasoned.output
+
+
+Handler = Callable[[AgentInputT, TaskContext], Awaitable[AgentOutputT]]
+
+
+@dataclass(frozen=True)
+class Agent(Generic[AgentInputT, AgentOutputT]):
+    """One agent: a capability, its payload models, its handler and what it needs to run."""
+
+    name: str
+    """The deployment's name (k8s, compose, metrics); lowercase DNS label."""
+    capability: str
+    """What it does; names its topics (``tasks.<capability>``) and its consumer group."""
+    version: str
+    input_model: type[AgentInputT]
+    output_model: type[AgentOutputT]
+    handler: Handler[AgentInputT, AgentOutputT]
+    resources: AgentResources = field(default_factory=AgentResources)
+    description: str = ""
+    rules: RuleBook | None = None
+    """Answers of the deterministic ``rules`` engine; needed only if the handler calls
+    ``ctx.reason``."""
+    tools: Sequence[Any] = ()
+    """The allowlist: :class:`expediter.tools.Tool` objects this agent may call, no others."""
+
+    def __post_init__(self) -> None:
+        for label, value in (("name", self.name), ("capability", self.capability)):
+            if not _NAME.match(value):
+                raise ConfigurationError(
+                    f"agent {label} {value!r} must be a lowercase DNS label (a-z, 0-9, '-'; "
+                    "at most 63 characters): it becomes topic, group and Kubernetes names"
+                )
+        for label, model in (
+            ("input_model", self.input_model),
+            ("output_model", self.output_model),
+        ):
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ConfigurationError(
+                    f"agent {self.name}: {label} must be a pydantic BaseModel subclass"
+                )
+
+    @property
+    def tasks_topic(self) -> str:
+        return f"tasks.{self.capability}"
+
+    @property
+    def group_id(self) -> str:
+        return f"agents.{self.capability}"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"dlq.{self.capability}"

@@ -1,0 +1,101 @@
+"""What a failed task turns into: a failure ResultEvent, a DeadLetter, or a retry after backoff.
+
+The policy, in one place:
+
+- A record that is not a valid task (oversized, undecodable, invalid, another schema major)
+  goes to ``dlq.<capability>`` with the reason; if its envelope is readable, the orchestrator
+  also gets a failure result, so that the workflow does not wait for ever.
+- :class:`~expediter.errors.PermanentError` (and a non-retriable engine error): a failure result
+  plus a dead letter, at once.
+- Anything else a handler raises, a timeout included, is retriable: retried in place after
+  :func:`backoff` until ``max_attempts``, then a failure result plus a dead letter
+  (``exhausted``).
+
+Called by :mod:`expediter.worker.processing`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from expediter.errors import EngineError, TaskFailure
+from expediter.events import DeadLetter, Producer, ResultEvent, TaskError, TaskEvent
+
+__all__ = ["backoff", "dead_letter", "failure_result", "is_retriable", "task_error"]
+
+_MAX_BACKOFF = 30.0
+
+
+def backoff(first: float, attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: first, 2 x first, 4 x first ... <= 30 s."""
+    return float(min(first * 2 ** max(attempt - 1, 0), _MAX_BACKOFF))
+
+
+def is_retriable(exc: BaseException) -> bool:
+    if isinstance(exc, TaskFailure | EngineError):
+        return exc.retriable
+    return True  # an unexpected bug may be a flaky dependency: give it the attempts
+
+
+def task_error(exc: BaseException) -> TaskError:
+    if isinstance(exc, TaskFailure):
+        code = exc.code
+    elif isinstance(exc, TimeoutError):
+        code = "timeout"
+    elif isinstance(exc, EngineError):
+        code = "engine"
+    else:
+        code = type(exc).__name__
+    message = str(exc) or type(exc).__name__
+    return TaskError(retriable=is_retriable(exc), code=code[:100], message=message[:10_000])
+
+
+def failure_result(
+    task: TaskEvent[Any], producer: Producer, error: TaskError, *, attempt: int, duration_ms: int
+) -> ResultEvent:
+    return ResultEvent(
+        producer=producer,
+        workflow_id=task.workflow_id,
+        step_id=task.step_id,
+        capability=task.capability,
+        attempt=attempt,
+        deadline=task.deadline,
+        task_id=task.event_id,
+        status="failed",
+        error=error,
+        duration_ms=duration_ms,
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def dead_letter(
+    record: ConsumerRecord[bytes, bytes],
+    producer: Producer,
+    *,
+    reason: str,
+    detail: str,
+    task: TaskEvent[Any] | None = None,
+    attempt: int | None = None,
+) -> DeadLetter:
+    """The DLQ entry for ``record``: the original bytes whole, and where they came from."""
+    return DeadLetter(
+        producer=producer,
+        reason=reason,
+        detail=detail[:10_000],
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        original_key=_b64(record.key) if record.key is not None else None,
+        original_value=_b64(record.value or b""),
+        original_headers=[(name, _b64(value)) for name, value in record.headers or ()],
+        workflow_id=task.workflow_id if task else None,
+        step_id=task.step_id if task else None,
+        capability=task.capability if task else None,
+        attempt=attempt if attempt is not None else (task.attempt if task else None),
+    )

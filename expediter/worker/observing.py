@@ -1,0 +1,334 @@
+"""What a worker tells the outside world: Prometheus metrics, liveness and readiness.
+
+The worker owns one :class:`HealthState` and one :class:`WorkerMetrics` and calls their small
+methods as it polls, runs tasks and dead-letters records; :class:`ObservabilityServer` serves
+them over HTTP for Prometheus and the kubelet::
+
+    health = HealthState(settings)
+    metrics = WorkerMetrics(agent.capability, health)
+    async with ObservabilityServer(metrics, settings):
+        ...                      # metrics.polled(), metrics.task_started(), health.mark_warm()
+
+Readiness reflects consumption progress, not just a live process (DESIGN.md): a worker is
+ready once warmed up and while polls keep completing, and stops being ready when it drains.
+Called by the worker; the tests use it without a broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Self
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from expediter.errors import ConfigurationError, ExpediterError
+from expediter.settings import WorkerSettings
+
+__all__ = [
+    "TASK_SECONDS_BUCKETS",
+    "HealthState",
+    "ObservabilityServer",
+    "Readiness",
+    "TaskOutcome",
+    "WorkerMetrics",
+]
+
+TaskOutcome = Literal["succeeded", "failed", "retried", "dead-lettered"]
+"""How one attempt at a task ended; the ``outcome`` label of ``tasks_processed_total``."""
+
+TASK_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600,
+)  # fmt: skip
+"""From a rule-engine answer (10 ms) to a long LLM call on a CPU (10 min): Prometheus' default
+buckets stop at 10 s, where LLM tasks only begin."""
+
+_OUTCOMES: tuple[TaskOutcome, ...] = ("succeeded", "failed", "retried", "dead-lettered")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The answer of /readyz: whether the worker is ready, why (not), and how old its last
+    poll is (None before the first)."""
+
+    ready: bool
+    reason: str
+    last_poll_age_s: float | None
+
+    def as_json(self) -> dict[str, bool | str | float | None]:
+        return {"ready": self.ready, "reason": self.reason, "last_poll_age_s": self.last_poll_age_s}
+
+
+class HealthState:
+    """Liveness and readiness of one worker, set by the worker as it goes.
+
+    Ready means: warmed up (``mark_warm()``: joined the group, engine loaded), not draining
+    (``mark_draining()``), and a poll completed within ``ready_poll_seconds``. Times come from
+    ``clock`` (monotonic), so a wall-clock jump never flips readiness.
+    """
+
+    def __init__(
+        self, settings: WorkerSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ready_poll_seconds = settings.ready_poll_seconds
+        self._clock = clock
+        self._warm = False
+        self._draining = False
+        self._last_poll: float | None = None
+
+    @property
+    def warm(self) -> bool:
+        return self._warm
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def last_poll(self) -> float | None:
+        """The clock's time of the last completed poll, or None before the first."""
+        return self._last_poll
+
+    def mark_warm(self) -> None:
+        self._warm = True
+
+    def mark_draining(self) -> None:
+        """On SIGTERM: no longer ready, so a rollout waits for the replacement instead."""
+        self._draining = True
+
+    def polled(self, at: float | None = None) -> None:
+        self._last_poll = self._clock() if at is None else at
+
+    def is_alive(self) -> bool:
+        # Answering at all proves the event loop runs, and a dead root task exits the process.
+        # Draining stays alive on purpose: a liveness failure would kill the drain midway.
+        return True
+
+    def is_ready(self, now: float | None = None) -> bool:
+        return self.readiness(now).ready
+
+    def readiness(self, now: float | None = None) -> Readiness:
+        now = self._clock() if now is None else now
+        age = None if self._last_poll is None else max(now - self._last_poll, 0.0)
+        if self._draining:
+            return Readiness(False, "draining", age)
+        if not self._warm:
+            return Readiness(False, "warming up", age)
+        if age is None:
+            return Readiness(False, "no poll has completed yet", age)
+        if age > self.ready_poll_seconds:
+            return Readiness(
+                False, f"no poll for {age:.1f}s (limit {self.ready_poll_seconds:g}s)", age
+            )
+        return Readiness(True, "polling", age)
+
+
+class WorkerMetrics:
+    """The Prometheus metrics of one worker, in a registry of its own.
+
+    A registry per worker, not the process-global one, so that several workers (or tests) in
+    one process never collide on metric names. Every series carries the ``capability`` label.
+    ``polled()`` also tells ``health`` when the last poll completed.
+    """
+
+    def __init__(
+        self,
+        capability: str,
+        health: HealthState,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.capability = capability
+        self.health = health
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self._processed = Counter(
+            "expediter_tasks_processed",
+            "Task attempts that ended, by outcome.",
+            ["capability", "outcome"],
+            registry=r,
+        )
+        self._failed = Counter(
+            "expediter_tasks_failed",
+            "Task attempts that did not succeed, by reason (the error code or DLQ reason).",
+            ["capability", "reason"],
+            registry=r,
+        )
+        self._seconds = Histogram(
+            "expediter_task_seconds",
+            "Seconds one task attempt took, from handler start to its end.",
+            ["capability"],
+            buckets=TASK_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self._in_flight = Gauge(
+            "expediter_tasks_in_flight",
+            "Tasks running now.",
+            ["capability"],
+            registry=r,
+        )
+        self._lag = Gauge(
+            "expediter_consumer_lag",
+            "Records behind the log end, per assigned partition, as this worker last saw it.",
+            ["capability", "topic", "partition"],
+            registry=r,
+        )
+        self._tokens = Counter(
+            "expediter_tokens",
+            "Tokens the reasoning engine used, by kind.",
+            ["capability", "kind"],
+            registry=r,
+        )
+        self._dlq = Counter(
+            "expediter_dlq_records",
+            "Records sent to the dead-letter topic, by reason.",
+            ["capability", "reason"],
+            registry=r,
+        )
+        self._polls = Counter(
+            "expediter_polls",
+            "Polls of the task topic that completed.",
+            ["capability"],
+            registry=r,
+        )
+        self._ready = Gauge(
+            "expediter_worker_ready",
+            "1 while /readyz answers 200, else 0.",
+            ["capability"],
+            registry=r,
+        )
+        # Create the series up front, so dashboards and rate() see zeros instead of gaps.
+        for outcome in _OUTCOMES:
+            self._processed.labels(capability, outcome)
+        self._seconds.labels(capability)
+        self._in_flight.labels(capability)
+        self._tokens.labels(capability, "prompt")
+        self._tokens.labels(capability, "completion")
+        self._polls.labels(capability)
+        # Computed at scrape time: readiness depends on the poll age, which changes with no call.
+        self._ready.labels(capability).set_function(lambda: 1.0 if health.is_ready() else 0.0)
+
+    def task_started(self) -> None:
+        self._in_flight.labels(self.capability).inc()
+
+    def task_finished(
+        self, outcome: TaskOutcome, seconds: float, *, reason: str | None = None
+    ) -> None:
+        """One attempt ended. Every outcome but ``succeeded`` also counts in
+        ``tasks_failed_total`` under ``reason`` (default: the outcome itself)."""
+        self._in_flight.labels(self.capability).dec()
+        self._seconds.labels(self.capability).observe(seconds)
+        self._processed.labels(self.capability, outcome).inc()
+        if outcome != "succeeded":
+            self._failed.labels(self.capability, reason or outcome).inc()
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        self._tokens.labels(self.capability, "prompt").inc(prompt)
+        self._tokens.labels(self.capability, "completion").inc(completion)
+
+    def dead_lettered(self, reason: str) -> None:
+        """A record went to the DLQ: a poison record that never became a task, or a task that
+        failed for good (report that one with ``task_finished`` as well)."""
+        self._dlq.labels(self.capability, reason).inc()
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._lag.labels(self.capability, topic, str(partition)).set(lag)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """On revocation: another replica reports this partition's lag now."""
+        # Older prometheus_client versions raise KeyError for a series never set.
+        with contextlib.suppress(KeyError):
+            self._lag.remove(self.capability, topic, str(partition))
+
+    def polled(self) -> None:
+        self._polls.labels(self.capability).inc()
+        self.health.polled()
+
+    @property
+    def last_poll(self) -> float | None:
+        """The monotonic time of the last completed poll, or None before the first."""
+        return self.health.last_poll
+
+
+_WILDCARDS = {"", "0.0.0.0", "::"}  # noqa: S104 -- recognised, not bound
+
+
+class ObservabilityServer:
+    """Serves GET /metrics, /healthz and /readyz for one worker.
+
+    Binds ``settings.http_host:http_port``; port 0 picks a free port, and ``port`` holds the
+    bound one after ``start()``. ``start()`` and ``stop()`` are idempotent; ``async with``
+    starts and stops it. A stopped server is not started again: make a new one.
+    """
+
+    def __init__(self, metrics: WorkerMetrics, settings: WorkerSettings) -> None:
+        self.metrics = metrics
+        self.health = metrics.health
+        self.host = settings.http_host
+        self.port = settings.http_port
+        self._runner: web.AppRunner | None = None
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the server."""
+        host = "127.0.0.1" if self.host in _WILDCARDS else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._stopped:
+            raise ExpediterError("this ObservabilityServer was stopped; create a new one")
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/healthz", self._serve_healthz)
+        app.router.add_get("/readyz", self._serve_readyz)
+        # No access log: probes and scrapes every few seconds would drown the worker's own log.
+        # A short shutdown timeout: the handlers are instant, only idle keep-alives remain.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigurationError(
+                f"cannot serve /metrics, /healthz and /readyz on {self.host}:{self.port} "
+                f"({exc.strerror or exc}): set EXPEDITER_HTTP_PORT to a free port (0 picks one) "
+                "or check EXPEDITER_HTTP_HOST"
+            ) from exc
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        self._stopped = True
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        # Prometheus asks for OpenMetrics in Accept; curl and older scrapers get the text format.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(
+            body=encode(self.metrics.registry), headers={"Content-Type": content_type}
+        )
+
+    async def _serve_healthz(self, request: web.Request) -> web.Response:
+        if self.health.is_alive():
+            return web.Response(text="ok")
+        return web.Response(text="not alive", status=503)
+
+    async def _serve_readyz(self, request: web.Request) -> web.Response:
+        readiness = self.health.readiness()
+        return web.json_response(readiness.as_json(), status=200 if readiness.ready else 503)

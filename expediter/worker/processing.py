@@ -1,0 +1,241 @@
+"""Running one task record: decode, call the handler with retries, and say what to publish.
+
+:class:`TaskRunner` never raises for a bad record or a failed handler: it returns an
+:class:`Outcome` holding the records to publish (a result, a dead letter, or both), which the
+worker then commits together with the consumer offset in one transaction. Only cancellation
+(a revoked partition, a shutdown past its drain) escapes. Called by
+:mod:`expediter.worker.working`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka.structs import ConsumerRecord
+
+from expediter.errors import DecodeError, EngineError, PermanentError, TaskFailure, ToolError
+from expediter.events import (
+    OutgoingRecord,
+    Producer,
+    ResultEvent,
+    TaskError,
+    TaskEvent,
+    TokenUsage,
+    TraceParent,
+    continue_trace,
+    decode,
+    to_record,
+)
+from expediter.messaging import TopicNames
+from expediter.reasoning.protocol import ReasoningEngine
+from expediter.settings import WorkerSettings
+from expediter.worker.defining import Agent, TaskContext, ToolCaller
+from expediter.worker.failing import backoff, dead_letter, failure_result, is_retriable, task_error
+
+__all__ = ["Outcome", "TaskRunner", "ToolCallerFactory"]
+
+OutcomeStatus = Literal["succeeded", "failed", "dead-lettered", "expired"]
+
+
+@dataclass
+class Outcome:
+    """What one record came to, and what to publish about it."""
+
+    status: OutcomeStatus
+    publish: list[tuple[str, OutgoingRecord]] = field(default_factory=list)
+    seconds: float = 0.0
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    reason: str | None = None
+    retries: int = 0
+
+
+class ToolCallerFactory:
+    """Builds the tool caller for one task; the worker supplies one backed by the ledger."""
+
+    def __call__(self, task: TaskEvent[Any]) -> ToolCaller:
+        return _NoTools()
+
+
+class _NoTools:
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        raise ToolError(f"tool {name!r} refused: this agent declares no tools (Agent(tools=...))")
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        agent: Agent[Any, Any],
+        engine: ReasoningEngine,
+        settings: WorkerSettings,
+        names: TopicNames,
+        producer: Producer,
+        tools: ToolCallerFactory,
+        log: logging.Logger,
+    ) -> None:
+        self.agent = agent
+        self.engine = engine
+        self.settings = settings
+        self.names = names
+        self.producer = producer
+        self.tools = tools
+        self.log = log
+        self.model = TaskEvent[agent.input_model]  # type: ignore[name-defined]
+
+    async def run(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
+        started = time.monotonic()
+        trace = continue_trace(record.headers)
+        try:
+            task: TaskEvent[Any] = decode(
+                record.value, self.model, max_bytes=self.settings.max_record_bytes
+            )
+        except DecodeError as exc:
+            outcome = self._poison(record, exc, trace)
+        else:
+            outcome = await self._attempts(record, task, trace)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _poison(
+        self, record: ConsumerRecord[bytes, bytes], exc: DecodeError, trace: TraceParent
+    ) -> Outcome:
+        outcome = Outcome(status="dead-lettered", reason=exc.reason)
+        envelope: TaskEvent[Any] | None = None
+        if exc.reason == "invalid":
+            # The envelope may be fine and only the payload wrong: then the workflow that sent
+            # it hears of the failure instead of waiting for its deadline.
+            try:
+                envelope = decode(record.value, TaskEvent)
+            except DecodeError:
+                envelope = None
+        if envelope is not None:
+            error = TaskError(retriable=False, code="invalid-input", message=exc.detail[:10_000])
+            result = failure_result(
+                envelope, self.producer, error, attempt=envelope.attempt, duration_ms=0
+            )
+            outcome.publish.append((self.names.results, to_record(result, trace=trace)))
+        letter = dead_letter(
+            record, self.producer, reason=exc.reason, detail=exc.detail, task=envelope
+        )
+        outcome.publish.append(
+            (self.names.dlq(self.agent.capability), to_record(letter, trace=trace))
+        )
+        self.log.warning(
+            "record %s[%d]@%d to the DLQ: %s",
+            record.topic, record.partition, record.offset, exc,
+            extra={"capability": self.agent.capability, "reason": exc.reason},
+        )  # fmt: skip
+        return outcome
+
+    async def _attempts(
+        self, record: ConsumerRecord[bytes, bytes], task: TaskEvent[Any], trace: TraceParent
+    ) -> Outcome:
+        if task.deadline is not None and task.deadline <= datetime.now(UTC):
+            # The orchestrator has stopped waiting; spending a GPU on it helps nobody.
+            error = TaskError(
+                retriable=False, code="expired", message="deadline passed before start"
+            )
+            result = failure_result(task, self.producer, error, attempt=task.attempt, duration_ms=0)
+            return Outcome(
+                status="expired", reason="expired",
+                publish=[(self.names.results, to_record(result, trace=trace))],
+            )  # fmt: skip
+        attempt = task.attempt
+        retries = 0
+        while True:
+            ctx = TaskContext(
+                task_id=task.event_id,
+                workflow_id=task.workflow_id,
+                step_id=task.step_id,
+                attempt=attempt,
+                engine=self.engine,
+                tools=self.tools(task),
+                log=self.log,
+            )
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.agent.resources.max_task_seconds):
+                    output = await self.agent.handler(task.input, ctx)
+                if not isinstance(output, self.agent.output_model):
+                    raise PermanentError(
+                        f"the handler returned {type(output).__name__}, not "
+                        f"{self.agent.output_model.__name__}",
+                        code="bad-output",
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the handler is user code: anything may come out
+                error = task_error(exc)
+                if is_retriable(exc) and attempt < self.settings.max_attempts:
+                    self.log.info(
+                        "task %s attempt %d failed (%s), retrying",
+                        task.event_id,
+                        attempt,
+                        error.code,
+                        extra={"capability": task.capability, "workflow_id": task.workflow_id},
+                    )
+                    await asyncio.sleep(backoff(self.settings.retry_backoff_seconds, attempt))
+                    attempt += 1
+                    retries += 1
+                    continue
+                reason = "exhausted" if is_retriable(exc) else "permanent"
+                if not isinstance(exc, TaskFailure | EngineError | TimeoutError):
+                    self.log.exception("handler of %s raised", self.agent.capability)
+                return self._failed(
+                    record, task, trace, error, reason, attempt, retries, ctx, started
+                )
+            result = ResultEvent(
+                producer=self.producer,
+                workflow_id=task.workflow_id,
+                step_id=task.step_id,
+                capability=task.capability,
+                attempt=attempt,
+                deadline=task.deadline,
+                task_id=task.event_id,
+                status="succeeded",
+                output=output.model_dump(mode="json"),
+                usage=ctx.usage,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+            return Outcome(
+                status="succeeded",
+                publish=[(self.names.results, to_record(result, trace=trace))],
+                usage=ctx.usage,
+                retries=retries,
+            )
+
+    def _failed(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        task: TaskEvent[Any],
+        trace: TraceParent,
+        error: TaskError,
+        reason: str,
+        attempt: int,
+        retries: int,
+        ctx: TaskContext,
+        started: float,
+    ) -> Outcome:
+        duration_ms = int((time.monotonic() - started) * 1000)
+        result = failure_result(
+            task, self.producer, error, attempt=attempt, duration_ms=duration_ms
+        )
+        detail = f"{error.code}: {error.message}"
+        letter = dead_letter(
+            record, self.producer, reason=reason, detail=detail, task=task, attempt=attempt
+        )
+        return Outcome(
+            status="failed",
+            reason=reason,
+            usage=ctx.usage,
+            retries=retries,
+            publish=[
+                (self.names.results, to_record(result, trace=trace)),
+                (self.names.dlq(self.agent.capability), to_record(letter, trace=trace)),
+            ],
+        )

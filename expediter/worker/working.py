@@ -1,0 +1,437 @@
+"""The Worker: one agent as a stateless consumer of ``tasks.<capability>``.
+
+Fetching and processing are decoupled. The poll loop never waits for a task: each partition's
+batch of records runs in a task of its own while the partition is paused, and polling goes on,
+so a task longer than max.poll.interval.ms costs no group membership. Inside a batch, records
+of one key (one workflow) run in order, keys run side by side, and a semaphore bounds the
+worker's concurrency.
+
+Delivery is consume-transform-produce in a Kafka transaction: a batch's results and dead
+letters, and the consumer offset after it, commit atomically (transactional id per instance,
+read_committed readers). A worker killed with -9 mid-batch leaves an aborted transaction: its
+results are never seen, the offset never moved, and the next owner redoes the batch. Tool side
+effects, which no transaction can undo, are recorded in the tool ledger and replayed. So no task
+is lost and no result is applied twice.
+
+Called by ``expediter worker`` (expediter.cli.worker) and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from expediter.errors import ConfigurationError
+from expediter.events import AgentCard, Producer, TaskEvent, to_record
+from expediter.messaging import TopicNames, client_options, connected
+from expediter.reasoning.protocol import ReasoningEngine
+from expediter.settings import KafkaSettings, WorkerSettings
+from expediter.tools import ToolBox, ToolLedger
+from expediter.worker.defining import Agent, ToolCaller
+from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
+from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory
+
+__all__ = ["Worker"]
+
+T = TypeVar("T")
+_LAG_EVERY = 5.0
+
+
+class _LedgerTools(ToolCallerFactory):
+    def __init__(self, agent: Agent[Any, Any], ledger: ToolLedger) -> None:
+        self.agent = agent
+        self.ledger = ledger
+
+    def __call__(self, task: TaskEvent[Any]) -> ToolCaller:
+        return ToolBox(self.agent.tools, self.ledger, task_id=task.event_id, step_id=task.step_id)
+
+
+class Worker:
+    """Runs ``agent`` until :meth:`request_stop`, then drains. Use :meth:`run` once."""
+
+    def __init__(
+        self,
+        agent: Agent[Any, Any],
+        engine: ReasoningEngine,
+        *,
+        kafka: KafkaSettings,
+        settings: WorkerSettings,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.agent = agent
+        self.engine = engine
+        self.kafka = kafka
+        self.settings = settings
+        self.log = log or logging.getLogger(f"expediter.worker.{agent.capability}")
+        self.names = TopicNames(settings.topic_prefix)
+        self.instance = settings.instance or os.environ.get("HOSTNAME") or socket.gethostname()
+        self.group = self.names.group(agent.capability)
+        self.tasks_topic = self.names.tasks(agent.capability)
+        self.producer_info = Producer(name=agent.name, version=agent.version)
+        self.health = HealthState(settings)
+        self.metrics = WorkerMetrics(agent.capability, self.health)
+        self.server = ObservabilityServer(self.metrics, settings)
+        self.phases: dict[str, float] = {}
+        """Seconds each start-up phase took, in order (printed at start)."""
+        self.assignments = 0
+        """How many times partitions were assigned: 1 for a worker that never rebalanced."""
+        self._stop = asyncio.Event()
+        self._crash: BaseException | None = None
+        self._slots = asyncio.Semaphore(agent.resources.concurrency)
+        self._commit_lock = asyncio.Lock()
+        self._finished: list[_Finished] = []
+        self._finished_event = asyncio.Event()
+        self._inflight: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        """Batch tasks per partition: at most one processing, and earlier ones awaiting commit."""
+        self._owned: set[TopicPartition] = set()
+        self._ran = False
+
+    # -- control ------------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once a stop was requested or a part crashed."""
+        return self._stop
+
+    def request_stop(self) -> None:
+        """Begin a graceful drain. Safe to call from a signal handler; only sets a flag."""
+        self._stop.set()
+
+    @property
+    def transactional_id(self) -> str:
+        # Stable per instance: a restarted pod with the same name fences its predecessor.
+        return f"{self.group}.{self.instance}"
+
+    async def run(self) -> None:
+        """Warm up, join, consume until asked to stop, drain, leave. Raises if a part crashed."""
+        if self._ran:
+            raise RuntimeError("a Worker runs once; create a new one")
+        self._ran = True
+        async with AsyncExitStack() as stack:
+            await self._phase("engine", self.engine.start())
+            stack.push_async_callback(self.engine.stop)
+            await self._phase("http", self.server.start())
+            stack.push_async_callback(self.server.stop)
+            options = client_options(self.kafka)
+            producer = AIOKafkaProducer(
+                **options,
+                transactional_id=self.transactional_id,
+                acks="all",
+                # A new transaction right after a commit meets CONCURRENT_TRANSACTIONS while the
+                # markers are written; the 100 ms default backoff would add that to every batch.
+                retry_backoff_ms=10,
+            )
+            await self._phase(
+                "producer", stack.enter_async_context(connected(producer, self.kafka))
+            )
+            await self._phase("topics", self._check_topics(producer))
+            tools = ToolCallerFactory()
+            if self.agent.tools:
+                ledger = ToolLedger(self.kafka, topic=self.names.ledger)
+                await self._phase("ledger", stack.enter_async_context(ledger))
+                tools = _LedgerTools(self.agent, ledger)
+            runner = TaskRunner(
+                self.agent, self.engine, self.settings, self.names, self.producer_info, tools,
+                self.log,
+            )  # fmt: skip
+            await self._phase("registry", self._register(producer))
+            stack.push_async_callback(self._unregister, producer)
+            consumer = self._consumer(options)
+            await self._phase("join", stack.enter_async_context(connected(consumer, self.kafka)))
+            self.health.mark_warm()
+            self.log.info(
+                "worker %s ready: %s", self.instance,
+                ", ".join(f"{name} {secs:.2f}s" for name, secs in self.phases.items()),
+                extra={"capability": self.agent.capability},
+            )  # fmt: skip
+            committer = asyncio.create_task(self._commit_loop(producer))
+            committer.add_done_callback(self._part_done("committer"))
+            try:
+                await self._consume(consumer, producer, runner)
+            finally:
+                self.health.mark_draining()
+                await self._drain()
+                committer.cancel()
+                await asyncio.gather(committer, return_exceptions=True)
+        if self._crash is not None:
+            raise self._crash
+
+    async def _phase(self, name: str, work: Awaitable[T]) -> T:
+        started = time.monotonic()
+        result = await work
+        self.phases[name] = time.monotonic() - started
+        return result
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    async def _check_topics(self, producer: AIOKafkaProducer) -> None:
+        needed = [self.tasks_topic, self.names.results, self.names.dlq(self.agent.capability),
+                  self.names.registry]  # fmt: skip
+        if self.agent.tools:
+            needed.append(self.names.ledger)
+        # All-topics metadata, not a request naming ours: on clusters with auto-creation on,
+        # naming a missing topic would create it with broker defaults (wrong partitions).
+        # Topics created a moment ago (`topics apply` just before) take a while to show.
+        deadline = time.monotonic() + 10
+        while True:
+            cluster = await producer.client.fetch_all_metadata()
+            missing = [topic for topic in needed if topic not in cluster.topics()]
+            if not missing or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        if missing:
+            raise ConfigurationError(
+                f"topics missing: {', '.join(missing)}; create them with `expediter topics "
+                "apply` (topics/topics.yaml lists them)"
+            )
+
+    def _card(self) -> AgentCard:
+        return AgentCard(
+            producer=self.producer_info,
+            name=self.agent.name,
+            capability=self.agent.capability,
+            version=self.agent.version,
+            instance=self.instance,
+            input_schema=self.agent.input_model.model_json_schema(),
+            output_schema=self.agent.output_model.model_json_schema(),
+            resources=self.agent.resources,
+        )
+
+    async def _register(self, producer: AIOKafkaProducer) -> None:
+        record = to_record(self._card())
+        async with self._commit_lock, producer.transaction():
+            await producer.send(
+                self.names.registry, record.value, key=record.key, headers=record.headers
+            )
+
+    async def _unregister(self, producer: AIOKafkaProducer) -> None:
+        if self._crash is not None:
+            return  # a crashed worker leaves its card; a clean stop removes it
+        key = f"{self.agent.capability}/{self.instance}".encode()
+        async with self._commit_lock, producer.transaction():
+            await producer.send(self.names.registry, None, key=key)
+
+    def _consumer(self, options: dict[str, Any]) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.group,
+            group_instance_id=self.instance if self.settings.static_membership else None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_interval_ms=self.settings.max_poll_interval_ms,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=max(self.settings.session_timeout_ms // 3, 100),
+            max_partition_fetch_bytes=max(self.settings.max_record_bytes + 1024, 1_048_576),
+            # A resumed partition waits for the fetch in flight; keep that wait short.
+            fetch_max_wait_ms=100,
+        )
+        consumer.subscribe([self.tasks_topic], listener=_Rebalance(self))
+        return consumer
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, runner: TaskRunner
+    ) -> None:
+        next_lag = 0.0
+        limit = self.settings.max_batch_records
+        while not self._stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=limit)
+            self.metrics.polled()
+            for tp, records in batches.items():
+                if not records:
+                    continue
+                consumer.pause(tp)
+                task = asyncio.create_task(self._batch(tp, records, consumer, runner))
+                self._inflight.setdefault(tp, set()).add(task)
+                task.add_done_callback(self._part_done(f"batch of {tp}", tp))
+            if time.monotonic() >= next_lag:
+                next_lag = time.monotonic() + _LAG_EVERY
+                await self._report_lag(consumer)
+
+    def _part_done(
+        self, what: str, tp: TopicPartition | None = None
+    ) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            if tp is not None:
+                self._inflight.get(tp, set()).discard(task)
+            if not task.cancelled() and task.exception() is not None and self._crash is None:
+                # A bug in the runtime, not in a handler (those become failure results): stop,
+                # and let the process exit non-zero rather than run on half-broken.
+                self._crash = task.exception()
+                self.log.error("%s crashed", what, exc_info=self._crash)
+                self._stop.set()
+
+        return done
+
+    async def _batch(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+        consumer: AIOKafkaConsumer,
+        runner: TaskRunner,
+    ) -> None:
+        lanes: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = {}
+        for record in records:
+            lanes.setdefault(record.key, []).append(record)
+        outcomes: dict[int, Outcome] = {}
+        handed = 0  # records[:handed] are with the committer
+        commits: list[asyncio.Future[None]] = []
+        loop = asyncio.get_running_loop()
+
+        def hand_over_done_prefix() -> None:
+            # Offsets commit in order, so only the finished prefix of the batch can go; it goes
+            # at once, so that slow tasks (an LLM call) commit one by one, not per batch.
+            nonlocal handed
+            end = handed
+            while end < len(records) and records[end].offset in outcomes:
+                end += 1
+            if end > handed:
+                committed = loop.create_future()
+                self._finished.append(_Finished(tp, records[handed:end], outcomes, committed))
+                self._finished_event.set()
+                commits.append(committed)
+                handed = end
+
+        async def lane(items: list[ConsumerRecord[bytes, bytes]]) -> None:
+            for record in items:  # one key's tasks, in offset order
+                async with self._slots:
+                    self.metrics.task_started()
+                    outcome = await runner.run(record)
+                    self._count(outcome)
+                outcomes[record.offset] = outcome
+                hand_over_done_prefix()
+
+        await asyncio.gather(*(lane(items) for items in lanes.values()))
+        # Every record ran: the next batch of this partition may run while this one commits
+        # (the consumer's position is past it, and the committer keeps hand-over order).
+        if tp in consumer.assignment():
+            consumer.resume(tp)
+        await asyncio.gather(*commits)
+
+    async def _commit_loop(self, producer: AIOKafkaProducer) -> None:
+        """Commit finished batches, as many as are waiting, in one transaction.
+
+        Group commit: while one transaction is in flight, the batches that finish meanwhile
+        queue up and go together in the next, so the transaction overhead (four round trips and
+        the markers) is paid per group of batches, not per batch.
+        """
+        while True:
+            await self._finished_event.wait()
+            self._finished_event.clear()
+            batch, self._finished = self._finished, []
+            try:
+                async with self._commit_lock:
+                    # Revoked while running: the new owner redoes those.
+                    owned = [b for b in batch if b.tp in self._owned]
+                    if owned:
+                        await self._commit(producer, owned)
+            except BaseException as exc:
+                for item in batch:
+                    if not item.committed.done():
+                        item.committed.set_exception(exc)
+                raise
+            for item in batch:
+                if not item.committed.done():
+                    item.committed.set_result(None)
+
+    async def _commit(self, producer: AIOKafkaProducer, batches: list[_Finished]) -> None:
+        async with producer.transaction():
+            for item in batches:
+                for record in item.records:
+                    for topic, out in item.outcomes[record.offset].publish:
+                        await producer.send(topic, out.value, key=out.key, headers=out.headers)
+            offsets: dict[TopicPartition, int] = {}
+            for item in batches:
+                offsets[item.tp] = max(offsets.get(item.tp, 0), item.records[-1].offset + 1)
+            await producer.send_offsets_to_transaction(offsets, self.group)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status == "dead-lettered":
+            self.metrics.task_finished("dead-lettered", outcome.seconds, reason=outcome.reason)
+            self.metrics.dead_lettered(outcome.reason or "unknown")
+        elif outcome.status == "succeeded":
+            self.metrics.task_finished("succeeded", outcome.seconds)
+        else:
+            self.metrics.task_finished("failed", outcome.seconds, reason=outcome.reason)
+            if outcome.status == "failed":
+                self.metrics.dead_lettered(outcome.reason or "unknown")
+        for _ in range(outcome.retries):
+            self.metrics.task_finished("retried", 0.0)
+        self.metrics.tokens(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            with contextlib.suppress(Exception):  # a partition revoked mid-call
+                position = await consumer.position(tp)
+                self.metrics.set_lag(tp.topic, tp.partition, max(highwater - position, 0))
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let in-flight batches finish within drain_seconds; cancel the rest uncommitted."""
+        pending = [task for tasks in self._inflight.values() for task in tasks]
+        if not pending:
+            return
+        self.log.info("draining %d in-flight batch(es)", len(pending))
+        _, late = await asyncio.wait(pending, timeout=self.settings.drain_seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            self.log.warning(
+                "%d batch(es) did not finish within %.0fs; handed back uncommitted",
+                len(late), self.settings.drain_seconds,
+            )  # fmt: skip
+            await asyncio.wait(late, timeout=self.settings.hard_deadline_seconds)
+
+    async def revoke(self, partitions: set[TopicPartition]) -> None:
+        """Partitions are being taken away: finish or abandon their batches before they go."""
+        tasks = [task for tp in partitions for task in self._inflight.get(tp, ())]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)
+            for task in late:
+                task.cancel()
+        async with self._commit_lock:
+            self._owned -= partitions
+        for tp in partitions:
+            self.metrics.forget_partition(tp.topic, tp.partition)
+
+    def assign(self, partitions: set[TopicPartition]) -> None:
+        self._owned |= partitions
+        self.assignments += 1
+
+
+@dataclass
+class _Finished:
+    """A batch whose records all ran, waiting for the committer."""
+
+    tp: TopicPartition
+    records: list[ConsumerRecord[bytes, bytes]]
+    outcomes: dict[int, Outcome]
+    committed: asyncio.Future[None]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.revoke(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.assign(set(assigned))
