@@ -43,4 +43,15 @@ class TopicNames:
 
     @property
     def completed(self) -> str:
+        """One record per finished workflow: request-reply for `expediter submit --wait`."""
         return f"{self.prefix}workflows.completed"
+
+    @property
+    def workflow_events(self) -> str:
+        """The orchestrator's WorkflowEvents: the history `expediter trace` reads."""
+        return f"{self.prefix}workflows.events"
+
+    @property
+    def changelog(self) -> str:
+        """The Faust workflow table's changelog (Faust names it after app id and table)."""
+        return f"{self.prefix}expediter-orchestrator-workflows-changelog"

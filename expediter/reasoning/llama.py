@@ -211,8 +211,16 @@ class LlamaEngine:
         choice = reply["choices"][0]
         content = choice["message"]["content"] or ""
         try:
-            output = output_model.model_validate_json(content)
-        except ValidationError as exc:
+            # strict=False: llama-cpp-python's JSON grammar lets raw control characters (a
+            # newline) into strings, which strict JSON forbids; re-dumping escapes them and keeps
+            # pydantic's JSON-mode validation (strict models accept ISO dates, enum values).
+            output = output_model.model_validate_json(json.dumps(json.loads(content, strict=False)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            detail = (
+                f"{exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+                if isinstance(exc, ValidationError)
+                else f"not JSON: {exc.msg}"
+            )
             hint = (
                 f"the answer was cut at max_tokens={max_tokens}: ask for more tokens"
                 if choice.get("finish_reason") == "length"
@@ -220,8 +228,7 @@ class LlamaEngine:
             )
             raise EngineError(
                 f"the llama model's answer is not a valid {output_model.__name__} "
-                f"({exc.error_count()} error(s): {exc.errors()[0]['msg']}; "
-                f"answer {content[:200]!r}); {hint}",
+                f"({detail}; answer {content[:200]!r}); {hint}",
                 retriable=False,
             ) from exc
         usage = reply.get("usage") or {}

@@ -101,8 +101,16 @@ class OpenAICompatibleEngine:
         reply = await self._post(body)
         content, finish_reason, usage = self._unpack(reply)
         try:
-            output = output_model.model_validate_json(content)
-        except ValidationError as exc:
+            # strict=False: llama-server's JSON grammar lets raw control characters (a newline)
+            # into strings, which strict JSON forbids; re-dumping escapes them and keeps
+            # pydantic's JSON-mode validation (strict models accept ISO dates, enum values).
+            output = output_model.model_validate_json(json.dumps(json.loads(content, strict=False)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            detail = (
+                f"{exc.error_count()} error(s): {exc.errors()[0]['msg']}"
+                if isinstance(exc, ValidationError)
+                else f"not JSON: {exc.msg}"
+            )
             hint = (
                 f"the reply was cut at max_tokens={max_tokens}: ask for more tokens"
                 if finish_reason == "length"
@@ -110,7 +118,7 @@ class OpenAICompatibleEngine:
             )
             raise EngineError(
                 f"{self._url} returned output that is not a valid {output_model.__name__} "
-                f"({exc.error_count()} error(s): {exc.errors()[0]['msg']}); {hint}",
+                f"({detail}); {hint}",
                 retriable=False,
             ) from exc
         return Reasoned(output=output, usage=usage)

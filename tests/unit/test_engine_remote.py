@@ -149,6 +149,18 @@ async def test_without_a_system_prompt_only_the_user_message_is_sent(server: Fak
     assert body["max_tokens"] == 256
 
 
+async def test_raw_newlines_inside_strings_are_tolerated(server: FakeServer) -> None:
+    # Grammar-constrained servers (llama-server) let a raw newline into a JSON string.
+    server.replies.append((200, completion('{"action": "irrigate\nthen check", "priority": 1}')))
+    engine = engine_for(server.url)
+    await engine.start()
+    try:
+        reasoned = await engine.reason("Field 7 is dry", Decision)
+    finally:
+        await engine.stop()
+    assert reasoned.output.action == "irrigate\nthen check"
+
+
 @pytest.mark.parametrize(
     "content",
     ["I think you should irrigate.", '{"action": "irrigate", "priority": 9}'],
