@@ -20,6 +20,7 @@ __all__ = [
     "DevSettings",
     "EngineSettings",
     "KafkaSettings",
+    "OrchestratorSettings",
     "SaslSettings",
     "SecurityProtocol",
     "TlsSettings",
@@ -173,5 +174,29 @@ class WorkerSettings(BaseSettings):
     """/readyz fails when no poll has completed for this long: a stuck consumer is not ready."""
     topic_prefix: str = ""
     """Prepended to every topic and group name (tests, shadow re-runs); empty in production."""
+    ledger_topic: str | None = None
+    """Read tool records from this topic instead of ``<topic_prefix>tools.ledger``; shadow
+    re-runs point it at the original, so recorded tool results replace side effects."""
     json_logs: bool = False
     """One JSON object per log line, for log shippers."""
+
+
+class OrchestratorSettings(BaseSettings):
+    """How ``expediter orchestrator`` runs its Faust app."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPEDITER_", extra="ignore")
+
+    topic_prefix: str = ""
+    """The same prefix as the workers' (EXPEDITER_TOPIC_PREFIX): one deployment, one prefix."""
+    workflows_dir: Path = Path("workflows")
+    """Where the workflow files are (``workflow = Workflow(...)`` in each)."""
+    standby_replicas: int = Field(default=0, ge=0)
+    """Faust standby replicas of the workflow table: a standby takes over a partition without
+    replaying its changelog. 0 on one machine; 1 in production."""
+    deadline_scan_seconds: float = Field(default=1.0, gt=0)
+    """How often the timer scans the table for steps past their deadline."""
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    """Faust's web server: /healthz and /readyz. 8081 so it can run beside a worker on 8080."""
+    data_dir: Path = Path(".expediter/orchestrator")
+    """Faust's data directory (the table itself lives in Kafka; this holds Faust's bookkeeping)."""

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from expediter.cli import demo, devkafka, schemas, topics, worker
+from expediter.cli import demo, devkafka, dlq, keda, orchestrating, replay, schemas, topics, worker
 from expediter.cli.output import fail
 from expediter.errors import ConfigurationError, ExpediterError
 
@@ -32,8 +32,14 @@ dev.add_typer(devkafka.app, name="kafka")
 app.add_typer(dev, name="dev")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(topics.app, name="topics")
+app.add_typer(dlq.app, name="dlq")
+replay.register(app)  # replay, trace, diff
+app.add_typer(keda.app, name="keda")
 app.command(name="demo")(demo.demo)
 app.command(name="worker")(worker.worker)
+app.command(name="orchestrator")(orchestrating.orchestrator)
+app.command(name="submit")(orchestrating.submit)
+app.command(name="status")(orchestrating.status)
 
 
 def main() -> None:

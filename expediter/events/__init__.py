@@ -14,6 +14,7 @@ from expediter.events.kinds import (
     TaskError,
     TaskEvent,
     TokenUsage,
+    WorkflowCommand,
     WorkflowEvent,
     WorkflowStatus,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "TaskEvent",
     "TokenUsage",
     "TraceParent",
+    "WorkflowCommand",
     "WorkflowEvent",
     "WorkflowStatus",
     "continue_trace",

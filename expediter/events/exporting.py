@@ -16,7 +16,14 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from expediter.events.envelope import SCHEMA_VERSION
-from expediter.events.kinds import AgentCard, DeadLetter, ResultEvent, TaskEvent, WorkflowEvent
+from expediter.events.kinds import (
+    AgentCard,
+    DeadLetter,
+    ResultEvent,
+    TaskEvent,
+    WorkflowCommand,
+    WorkflowEvent,
+)
 
 __all__ = ["EVENT_MODELS", "PayloadModels", "generate_schemas", "read_schemas", "write_schemas"]
 
@@ -24,6 +31,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "events/task-event.json": TaskEvent,
     "events/result-event.json": ResultEvent,
     "events/workflow-event.json": WorkflowEvent,
+    "events/workflow-command.json": WorkflowCommand,
     "events/agent-card.json": AgentCard,
     "events/dead-letter.json": DeadLetter,
 }

@@ -27,6 +27,7 @@ __all__ = [
     "TaskError",
     "TaskEvent",
     "TokenUsage",
+    "WorkflowCommand",
     "WorkflowEvent",
     "WorkflowStatus",
 ]
@@ -109,6 +110,24 @@ class WorkflowEvent(Event):
     status: WorkflowStatus
     step_id: Identifier | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowCommand(Event):
+    """What the orchestrator is asked to do with a workflow, on ``workflows.commands``.
+
+    ``start`` comes from ``expediter submit``; ``expire`` from the orchestrator's own deadline
+    timer, so that a deadline is handled in the stream that owns the workflow's table entry,
+    like a result. Keyed by workflow id, co-partitioned with the workflow table.
+    """
+
+    type: Literal["workflow-command"] = "workflow-command"
+    action: Literal["start", "expire"]
+    workflow_id: Identifier
+    workflow: Identifier
+    input: dict[str, Any] = Field(default_factory=dict)
+    step_id: Identifier | None = None
+    attempt: Annotated[int, Field(ge=1)] | None = None
+    """With ``expire``: the attempt whose deadline passed (a newer attempt is not expired)."""
 
 
 class AgentResources(BaseModel):

@@ -54,7 +54,16 @@ DEFAULT_CATALOG = Path("topics/topics.yaml")
 """Where the CLI looks for the catalog, relative to the working directory."""
 
 TopicRole = Literal[
-    "tasks", "retry", "dlq", "results", "completions", "state", "registry", "changelog", "ledger"
+    "tasks",
+    "retry",
+    "dlq",
+    "results",
+    "completions",
+    "commands",
+    "state",
+    "registry",
+    "changelog",
+    "ledger",
 ]
 """What a topic is for. Other components find topics by role (and capability), not by name."""
 

@@ -47,6 +47,11 @@ class TopicNames:
         return f"{self.prefix}workflows.completed"
 
     @property
+    def commands(self) -> str:
+        """Requests to the orchestrator (start a workflow, expire a step); keyed by workflow id."""
+        return f"{self.prefix}workflows.commands"
+
+    @property
     def workflow_events(self) -> str:
         """The orchestrator's WorkflowEvents: the history `expediter trace` reads."""
         return f"{self.prefix}workflows.events"

@@ -1,0 +1,173 @@
+"""``expediter orchestrator``, ``submit`` and ``status``: run the orchestrator and talk to it.
+
+``submit`` takes a workflow name (a file under workflows/) or a capability (one task, straight
+to its agents). ``--wait`` returns the final result by request-reply over Kafka; ``--count N
+--rate R`` submits many, with a progress bar. ``status`` prints a workflow's state and history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from expediter.cli.output import console, emit_json, fail
+from expediter.errors import ConfigurationError
+from expediter.messaging import TopicNames
+from expediter.orchestrator.defining import load_workflows
+from expediter.orchestrator.submitting import Submission, Submitter, read_status
+from expediter.settings import KafkaSettings, OrchestratorSettings
+
+__all__ = ["orchestrator", "status", "submit"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WorkflowsDir = Annotated[
+    Path | None, typer.Option("--workflows", help="Folder of workflow files (default workflows/).")
+]
+
+
+def orchestrator(workflows: WorkflowsDir = None) -> None:
+    """Run the orchestrator (a Faust app) until SIGTERM: join results, publish next tasks."""
+    import faust
+
+    from expediter.orchestrator.running import build_app
+
+    settings = OrchestratorSettings()
+    if workflows is not None:
+        settings = settings.model_copy(update={"workflows_dir": workflows})
+    found = load_workflows(settings.workflows_dir)
+    app = build_app(KafkaSettings(), settings, found)
+    console.print(f"orchestrator: workflows {', '.join(sorted(found))}", highlight=False)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+
+
+def _parse_input(text: str) -> dict[str, Any]:
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, OSError) as exc:
+        raise ConfigurationError(
+            f"--input {text!r} is not JSON ({exc}); pass '{{...}}' or @file.json"
+        ) from exc
+    if not isinstance(value, dict):
+        raise ConfigurationError('--input must be a JSON object, e.g. \'{"field_id": "f1"}\'')
+    return value
+
+
+def submit(
+    target: Annotated[str, typer.Argument(help="A workflow name (workflows/) or a capability.")],
+    input_: Annotated[str, typer.Option("--input", help="JSON object, or @file.json.")] = "{}",
+    wait: Annotated[bool, typer.Option(help="Wait for the final result.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds --wait may take.")] = 120.0,
+    count: Annotated[int, typer.Option(min=1, help="How many to submit.")] = 1,
+    rate: Annotated[
+        float, typer.Option(min=0.1, help="Submissions per second with --count.")
+    ] = 50.0,
+    workflows: WorkflowsDir = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Publish a request; with --wait, print the final result (request-reply over Kafka)."""
+    given = _parse_input(input_)
+    settings = OrchestratorSettings()
+    folder = workflows or settings.workflows_dir
+    names = set(load_workflows(folder)) if folder.is_dir() else set()
+    done = asyncio.run(_submit(target, given, names, settings, wait, timeout, count, rate, json_))
+    if json_:
+        emit_json([_summary(s) for s in done] if count > 1 else _summary(done[0]))
+        return
+    for s in done if count <= 5 else []:
+        console.print(f"{s.workflow_id}  {target}", highlight=False)
+        if s.outcome is not None:
+            console.print_json(data=s.outcome)
+    if count > 5:
+        console.print(f"submitted {count} {target} requests")
+    if wait:
+        failed = [
+            s for s in done if (s.outcome or {}).get("status") not in ("completed", "succeeded")
+        ]
+        seconds = sorted(s.seconds or 0 for s in done)
+        p50 = seconds[len(seconds) // 2]
+        console.print(
+            f"finished {len(done) - len(failed)}/{len(done)}; p50 {p50:.2f}s",
+            highlight=False,
+        )
+        if failed:
+            fail(f"{len(failed)} did not succeed, e.g. {failed[0].workflow_id}")
+
+
+def _summary(s: Submission) -> dict[str, Any]:
+    return {
+        "workflow_id": s.workflow_id,
+        "target": s.target,
+        "outcome": s.outcome,
+        "seconds": s.seconds,
+    }
+
+
+async def _submit(
+    target: str, given: dict[str, Any], workflows: set[str], settings: OrchestratorSettings,
+    wait: bool, timeout: float, count: int, rate: float, quiet: bool,
+) -> list[Submission]:  # fmt: skip
+    names = TopicNames(settings.topic_prefix)
+    columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, disable=quiet or count == 1) as bars:
+        sending = bars.add_task("submit", total=count)
+        finishing = bars.add_task("finish", total=count, visible=wait)
+        async with Submitter(KafkaSettings(), names, workflows) as client:
+            done: list[Submission] = []
+            started = time.monotonic()
+            for n in range(count):
+                done.append(await client.submit(target, given))
+                bars.advance(sending)
+                pause = started + (n + 1) / rate - time.monotonic()
+                if count > 1 and pause > 0:
+                    await asyncio.sleep(pause)
+            if wait:
+                await client.wait(done, timeout=timeout, progress=lambda _: bars.advance(finishing))
+    return done
+
+
+def status(
+    workflow_id: Annotated[str, typer.Argument(help="The id `submit` printed.")],
+    json_: JsonFlag = False,
+) -> None:
+    """Print a workflow's state and its step history."""
+    settings = OrchestratorSettings()
+    state, events = asyncio.run(
+        read_status(KafkaSettings(), TopicNames(settings.topic_prefix), workflow_id)
+    )
+    if state is None and not events:
+        if json_:
+            emit_json({"workflow_id": workflow_id, "found": False})
+            raise typer.Exit(1)
+        fail(f"no workflow {workflow_id!r} found (check the id, and EXPEDITER_TOPIC_PREFIX)")
+    if json_:
+        emit_json({
+            "workflow_id": workflow_id, "found": True,
+            "state": state.model_dump(mode="json") if state else None,
+            "history": [e.model_dump(mode="json") for e in events],
+        })  # fmt: skip
+        return
+    if state is not None:
+        console.print(
+            f"[bold]{state.workflow_id}[/] {state.workflow}: {state.status}", highlight=False
+        )
+        steps = Table("step", "capability", "status", "attempt", "late", "error")
+        for step_id, step in state.steps.items():
+            steps.add_row(step_id, step.capability, step.status, str(step.attempt), str(step.late),
+                          step.error.code if step.error else "")  # fmt: skip
+        console.print(steps)
+    history = Table("time", "event", "step", "detail")
+    for event in events:
+        detail = {k: v for k, v in event.detail.items() if k != "report"}
+        history.add_row(event.created_at.strftime("%H:%M:%S.%f")[:-3], event.status,
+                        event.step_id or "", json.dumps(detail)[:80])  # fmt: skip
+    console.print(history)

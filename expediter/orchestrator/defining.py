@@ -1,0 +1,158 @@
+"""Workflows, defined in Python: sequential stages of steps and parallel groups with joins.
+
+A file under ``workflows/`` declares one workflow::
+
+    workflow = Workflow(
+        name="field-analysis",
+        stages=[
+            Parallel("survey", [
+                Step("soil", "soil-analysis", lambda s: {"field_id": s.input["field_id"]}),
+                Step("pests", "pest-detection", lambda s: {"field_id": s.input["field_id"]}),
+            ], join=All()),
+            Step("map", "crop-mapping", map_input, when=lambda s: s.output("pests")["pests"] > 0),
+        ],
+        report=assemble_report,
+    )
+
+A stage starts when the one before it has joined. A step whose ``when`` is false is skipped.
+Each step has a deadline and a retry policy (attempts, for retriable failures and deadlines).
+Called by the orchestrator's stepping logic and by the workflow loader.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expediter.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from expediter.orchestrator.state import WorkflowState
+
+__all__ = ["All", "Any_", "Join", "Parallel", "Quorum", "Step", "Workflow", "load_workflows"]
+
+InputBuilder = Callable[["WorkflowState"], Mapping[str, Any]]
+Condition = Callable[["WorkflowState"], bool]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One task for one capability."""
+
+    id: str
+    capability: str
+    build_input: InputBuilder
+    """Builds the task's input from the workflow's state: the request's input and the outputs
+    of earlier steps. What the agent needs travels in the task; agents keep no state."""
+    when: Condition | None = None
+    deadline_seconds: float = 120.0
+    max_attempts: int = 2
+    """Attempts in all: a retriable failure or a missed deadline publishes attempt + 1."""
+
+
+@dataclass(frozen=True)
+class Join:
+    """How a parallel group completes: ``needed(n)`` successes of ``n`` steps."""
+
+    def needed(self, steps: int) -> int:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class All(Join):
+    def needed(self, steps: int) -> int:
+        return steps
+
+
+@dataclass(frozen=True)
+class Any_(Join):  # not `Any`, which would shadow typing.Any in every workflow file
+    def needed(self, steps: int) -> int:
+        return min(1, steps)
+
+
+@dataclass(frozen=True)
+class Quorum(Join):
+    k: int
+
+    def needed(self, steps: int) -> int:
+        return min(self.k, steps)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Steps that run side by side, joined by ``join``."""
+
+    id: str
+    steps: Sequence[Step]
+    join: Join = field(default_factory=All)
+
+
+Stage = Step | Parallel
+Report = Callable[["WorkflowState"], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    stages: Sequence[Stage]
+    report: Report
+    """The final step: assembles the report from the state once every stage has joined."""
+
+    def __post_init__(self) -> None:
+        ids = [s.id for s in self.steps()]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ConfigurationError(
+                f"workflow {self.name}: step ids {duplicates} are used twice; ids name results"
+            )
+        for stage in self.stages:
+            if (
+                isinstance(stage, Parallel)
+                and isinstance(stage.join, Quorum)
+                and not 1 <= stage.join.k <= len(stage.steps)
+            ):
+                raise ConfigurationError(
+                    f"workflow {self.name}: group {stage.id} has quorum({stage.join.k}) of "
+                    f"{len(stage.steps)} steps; use 1..{len(stage.steps)}"
+                )
+
+    def steps(self) -> list[Step]:
+        return [s for stage in self.stages for s in _members(stage)]
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps() if s.id == step_id), None)
+
+
+def _members(stage: Stage) -> Sequence[Step]:
+    return stage.steps if isinstance(stage, Parallel) else [stage]
+
+
+def load_workflows(folder: Path) -> dict[str, Workflow]:
+    """Every ``workflow = Workflow(...)`` in ``folder/*.py``, by name."""
+    if not folder.is_dir():
+        raise ConfigurationError(f"{folder}: no such folder of workflows (--workflows)")
+    found: dict[str, Workflow] = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        name = f"expediter_workflows.{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigurationError(f"{path}: cannot be imported as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(f"{path}: importing it failed ({exc!r})") from exc
+        workflow = getattr(module, "workflow", None)
+        if not isinstance(workflow, Workflow):
+            raise ConfigurationError(f"{path}: defines no `workflow = Workflow(...)`")
+        found[workflow.name] = workflow
+    return found

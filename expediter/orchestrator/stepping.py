@@ -1,0 +1,248 @@
+"""The orchestrator's state machine: commands and results in, table updates and events out.
+
+Pure functions over a :class:`WorkflowState`, with no Kafka in sight, so that every join rule
+is unit-tested. The Faust app (``running.py``) calls them inside the stream that owns the
+workflow's partition and publishes the :class:`Effects` in the same transaction.
+
+Rules:
+- a result is applied once per (step, attempt): a second copy is a duplicate, ignored;
+- a result after the step's deadline, for an older attempt, or for a step no longer running
+  (its group already joined, or it was expired) is late: counted, announced, otherwise ignored;
+- a retriable failure or a missed deadline publishes attempt + 1 until the step's max_attempts,
+  then the step fails; a failed stage fails the workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from expediter.events import (
+    Producer,
+    ResultEvent,
+    TaskError,
+    TaskEvent,
+    WorkflowEvent,
+    WorkflowStatus,
+)
+from expediter.orchestrator.defining import Parallel, Step, Workflow
+from expediter.orchestrator.state import StepState, WorkflowState
+
+__all__ = ["Effects", "apply_result", "expire", "overdue", "start"]
+
+PRODUCER = Producer(name="orchestrator", version="1")
+
+
+@dataclass
+class Effects:
+    tasks: list[TaskEvent] = field(default_factory=list)
+    events: list[WorkflowEvent] = field(default_factory=list)
+    completion: WorkflowEvent | None = None
+
+    def note(
+        self, state: WorkflowState, status: WorkflowStatus, step: str | None = None, **detail: Any
+    ) -> None:
+        self.events.append(
+            WorkflowEvent(
+                producer=PRODUCER,
+                workflow_id=state.workflow_id,
+                workflow=state.workflow,
+                status=status,
+                step_id=step,
+                detail=detail,
+            )
+        )
+
+
+def start(
+    workflow: Workflow, workflow_id: str, given: dict[str, Any], now: datetime
+) -> tuple[WorkflowState, Effects]:
+    state = WorkflowState(
+        workflow_id=workflow_id,
+        workflow=workflow.name,
+        input=given,
+        created_at=now,
+        steps={s.id: StepState(capability=s.capability) for s in workflow.steps()},
+    )
+    effects = Effects()
+    effects.note(state, "started", input=given)
+    _advance(workflow, state, now, effects)
+    return state, effects
+
+
+def apply_result(
+    workflow: Workflow, state: WorkflowState, result: ResultEvent, now: datetime
+) -> Effects:
+    effects = Effects()
+    step = state.steps.get(result.step_id)
+    spec = workflow.step(result.step_id)
+    if step is None or spec is None:
+        effects.note(state, "step-late", result.step_id, reason="unknown step")
+        return effects
+    if result.event_id in step.results:
+        step.duplicates += 1  # this very result again (a redelivery): applied once already
+        return effects
+    step.results.append(result.event_id)
+    late = (
+        result.attempt != step.attempt
+        or step.status != "running"
+        or state.status != "running"
+        or _stage_of(workflow, spec) != state.stage
+        or (step.deadline is not None and now > step.deadline)
+    )
+    if late:
+        step.late += 1
+        effects.note(state, "step-late", result.step_id, attempt=result.attempt)
+        return effects
+    if result.status == "succeeded":
+        step.status = "succeeded"
+        step.output = result.output if isinstance(result.output, dict) else {}
+        step.finished_at = now
+        effects.note(state, "step-completed", result.step_id, attempt=result.attempt)
+    elif result.error is not None and result.error.retriable and step.attempt < spec.max_attempts:
+        _dispatch(state, spec, step.attempt + 1, now, effects)
+    else:
+        step.status = "failed"
+        step.error = result.error
+        step.finished_at = now
+        effects.note(state, "step-completed", result.step_id, attempt=result.attempt,
+                     failed=True)  # fmt: skip
+    _advance(workflow, state, now, effects)
+    return effects
+
+
+def expire(
+    workflow: Workflow, state: WorkflowState, step_id: str, attempt: int, now: datetime
+) -> Effects:
+    """The timer saw ``step_id``'s ``attempt`` overdue: retry it or fail it."""
+    effects = Effects()
+    step = state.steps.get(step_id)
+    spec = workflow.step(step_id)
+    if (
+        step is None or spec is None or step.status != "running" or step.attempt != attempt
+        or step.deadline is None or now <= step.deadline
+    ):  # fmt: skip
+        return effects  # already resolved, retried, or not due: a stale timer command
+    if step.attempt < spec.max_attempts:
+        _dispatch(state, spec, step.attempt + 1, now, effects)
+    else:
+        step.status = "failed"
+        step.error = TaskError(
+            retriable=True, code="deadline", message=f"no result within {spec.deadline_seconds:g}s"
+        )
+        step.finished_at = now
+        effects.note(state, "step-completed", step_id, attempt=attempt, failed=True,
+                     reason="deadline")  # fmt: skip
+    _advance(workflow, state, now, effects)
+    return effects
+
+
+def overdue(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
+    """(step id, attempt) of running steps whose deadline has passed."""
+    if state.status != "running":
+        return []
+    return [
+        (step_id, step.attempt)
+        for step_id, step in state.steps.items()
+        if step.status == "running" and step.deadline is not None and now > step.deadline
+    ]
+
+
+# -- internals ------------------------------------------------------------------------------
+
+
+def _stage_of(workflow: Workflow, spec: Step) -> int:
+    for index, stage in enumerate(workflow.stages):
+        members = stage.steps if isinstance(stage, Parallel) else [stage]
+        if spec in members:
+            return index
+    raise LookupError(spec.id)
+
+
+def _dispatch(
+    state: WorkflowState, spec: Step, attempt: int, now: datetime, effects: Effects
+) -> None:
+    step = state.steps[spec.id]
+    deadline = now + timedelta(seconds=spec.deadline_seconds)
+    task = TaskEvent(
+        producer=PRODUCER, workflow_id=state.workflow_id, step_id=spec.id,
+        capability=spec.capability, attempt=attempt, deadline=deadline,
+        input=dict(spec.build_input(state)),
+    )  # fmt: skip
+    step.status = "running"
+    step.attempt = attempt
+    step.task_id = task.event_id
+    step.started_at = now
+    step.deadline = deadline
+    effects.tasks.append(task)
+    effects.note(state, "step-started", spec.id, attempt=attempt, task_id=str(task.event_id))
+
+
+def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: Effects) -> None:
+    while state.status == "running":
+        if state.stage >= len(workflow.stages):
+            try:
+                state.report = dict(workflow.report(state))
+            except Exception as exc:  # user code: a broken report fails the workflow, not us
+                _finish(state, "failed", now, effects, reason=f"report failed: {exc!r}")
+                return
+            _finish(state, "completed", now, effects)
+            return
+        stage = workflow.stages[state.stage]
+        members = list(stage.steps) if isinstance(stage, Parallel) else [stage]
+        for spec in members:
+            step = state.steps[spec.id]
+            if step.status == "pending":
+                if spec.when is not None and not _holds(spec, state):
+                    step.status = "skipped"
+                    effects.note(state, "step-completed", spec.id, skipped=True)
+                else:
+                    _dispatch(state, spec, 1, now, effects)
+        outcome = _joined(stage, members, state)
+        if outcome is None:
+            return
+        if outcome is False:
+            failed = [s.id for s in members if state.steps[s.id].status == "failed"]
+            _finish(state, "failed", now, effects, reason=f"steps failed: {', '.join(failed)}")
+            return
+        state.stage += 1
+
+
+def _holds(spec: Step, state: WorkflowState) -> bool:
+    try:
+        return bool(spec.when(state)) if spec.when else True
+    except Exception:  # a condition reading a missing output: the step does not apply
+        return False
+
+
+def _joined(stage: Step | Parallel, members: list[Step], state: WorkflowState) -> bool | None:
+    """True: the stage is done; False: it can no longer succeed; None: keep waiting."""
+    statuses = [state.steps[s.id].status for s in members]
+    considered = [st for st in statuses if st != "skipped"]
+    needed = stage.join.needed(len(considered)) if isinstance(stage, Parallel) else len(considered)
+    succeeded = considered.count("succeeded")
+    open_ = considered.count("running") + considered.count("pending")
+    if succeeded >= needed:
+        return True
+    if succeeded + open_ < needed:
+        return False
+    return None
+
+
+def _finish(
+    state: WorkflowState, status: str, now: datetime, effects: Effects, *, reason: str | None = None
+) -> None:
+    state.status = "completed" if status == "completed" else "failed"
+    state.finished_at = now
+    state.reason = reason
+    detail: dict[str, Any] = {"report": state.report} if state.report is not None else {}
+    if reason:
+        detail["reason"] = reason
+    detail["seconds"] = round((now - state.created_at).total_seconds(), 3)
+    completion = WorkflowEvent(
+        producer=PRODUCER, workflow_id=state.workflow_id, workflow=state.workflow,
+        status="completed" if status == "completed" else "failed", detail=detail,
+    )  # fmt: skip
+    effects.completion = completion
+    effects.events.append(completion)

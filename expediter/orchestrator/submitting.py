@@ -1,0 +1,222 @@
+"""Clients of the orchestrator: submit workflows (or single tasks) and read their state.
+
+``--wait`` is request-reply over Kafka, with no polling of the orchestrator: before sending,
+the client notes the end offset of the completion topic's partition that the workflow id hashes
+to, then reads that one partition from there until its workflow's record arrives. ``status``
+reads the table's changelog (the current state) and ``workflows.events`` (the history) the same
+way. Called by ``expediter submit`` and ``expediter status``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from expediter.errors import ConfigurationError, ExpediterError
+from expediter.events import (
+    Producer,
+    ResultEvent,
+    TaskEvent,
+    WorkflowCommand,
+    WorkflowEvent,
+    decode,
+    to_record,
+)
+from expediter.messaging import TopicNames, client_options, connected
+from expediter.orchestrator.state import WorkflowState
+from expediter.settings import KafkaSettings
+
+__all__ = ["Submission", "Submitter", "read_status"]
+
+CLIENT = Producer(name="expediter-cli", version="1")
+
+
+class WaitTimeout(ExpediterError):
+    """--wait ran out of time; the work goes on without the client."""
+
+    retriable = True
+
+
+@dataclass
+class Submission:
+    workflow_id: str
+    target: str
+    task_id: uuid.UUID | None = None
+    outcome: dict[str, Any] | None = None
+    seconds: float | None = None
+
+
+async def partition_count(client: Any, topic: str) -> int:
+    """Partitions of ``topic``, from all-topics metadata (naming a missing topic in a metadata
+    request would create it on clusters that auto-create)."""
+    cluster = await client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(topic)
+    if not partitions:
+        raise ConfigurationError(f"topic {topic} is missing: run `expediter topics apply`")
+    return len(partitions)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+
+
+class Submitter:
+    """Publishes requests and, with :meth:`wait`, reads the replies; an async context manager."""
+
+    def __init__(self, kafka: KafkaSettings, names: TopicNames, workflows: set[str]) -> None:
+        self.kafka = kafka
+        self.names = names
+        self.workflows = workflows
+        self._producer = AIOKafkaProducer(
+            **client_options(kafka), acks="all", enable_idempotence=True
+        )
+        self._reply_consumer = AIOKafkaConsumer(
+            **client_options(kafka), isolation_level="read_committed", enable_auto_commit=False
+        )
+        self._stack = AsyncExitStack()
+        self._started: dict[uuid.UUID | str, float] = {}
+        self._from: dict[TopicPartition, int] = {}
+
+    async def __aenter__(self) -> Submitter:
+        await self._stack.enter_async_context(connected(self._producer, self.kafka))
+        await self._stack.enter_async_context(connected(self._reply_consumer, self.kafka))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _reply_topic(self, target: str) -> str:
+        return self.names.completed if target in self.workflows else self.names.results
+
+    async def _mark(self, topic: str, key: bytes) -> None:
+        count = await partition_count(self._producer.client, topic)
+        tp = TopicPartition(topic, partition_of(key, count))
+        if tp not in self._from:
+            # Assigned first: the consumer fetches metadata only for topics it is assigned.
+            self._reply_consumer.assign([*self._from, tp])
+            self._from[tp] = (await self._reply_consumer.end_offsets([tp]))[tp]
+
+    async def submit(self, target: str, given: dict[str, Any]) -> Submission:
+        workflow_id = f"wf-{uuid.uuid4().hex[:16]}"
+        key = workflow_id.encode()
+        if target in self.workflows:
+            await self._mark(self.names.completed, key)
+            event: Any = WorkflowCommand(
+                producer=CLIENT,
+                action="start",
+                workflow_id=workflow_id,
+                workflow=target,
+                input=given,
+            )
+            topic = self.names.commands
+            submission = Submission(workflow_id, target)
+        else:
+            await self._mark(self.names.results, key)
+            event = TaskEvent(
+                producer=CLIENT,
+                workflow_id=workflow_id,
+                step_id="submit",
+                capability=target,
+                input=given,
+            )
+            topic = self.names.tasks(target)
+            submission = Submission(workflow_id, target, task_id=event.event_id)
+        record = to_record(event)
+        self._started[workflow_id] = time.monotonic()
+        await self._producer.send_and_wait(
+            topic, record.value, key=record.key, headers=record.headers
+        )
+        return submission
+
+    async def wait(
+        self,
+        submissions: list[Submission],
+        *,
+        timeout: float,
+        progress: Callable[[Submission], None] | None = None,
+    ) -> None:
+        """Fill in each submission's outcome from the reply topics, or raise WaitTimeout."""
+        pending = {s.workflow_id: s for s in submissions}
+        self._reply_consumer.assign(list(self._from))
+        for tp, offset in self._from.items():
+            self._reply_consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(
+                    f"{len(pending)} of {len(submissions)} not finished within {timeout:g}s "
+                    f"(e.g. {next(iter(pending))}); `expediter status <id>` shows where they are"
+                )
+            batches = await self._reply_consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            for records in batches.values():
+                for record in records:
+                    key = (record.key or b"").decode()
+                    submission = pending.get(key)
+                    if submission is None:
+                        continue
+                    outcome = self._outcome(submission, record.value)
+                    if outcome is None:
+                        continue
+                    submission.outcome = outcome
+                    submission.seconds = time.monotonic() - self._started[key]
+                    del pending[key]
+                    if progress:
+                        progress(submission)
+
+    def _outcome(self, submission: Submission, value: bytes | None) -> dict[str, Any] | None:
+        if submission.task_id is None:
+            event = decode(value, WorkflowEvent)
+            return {"status": event.status, **event.detail}
+        result = decode(value, ResultEvent)
+        if result.task_id != submission.task_id:
+            return None
+        return result.model_dump(mode="json", include={"status", "output", "error", "attempt"})
+
+
+async def read_status(
+    kafka: KafkaSettings, names: TopicNames, workflow_id: str
+) -> tuple[WorkflowState | None, list[WorkflowEvent]]:
+    """The workflow's current state (from the table's changelog) and its history of events."""
+    key = workflow_id.encode()
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
+                                isolation_level="read_committed")  # fmt: skip
+    async with connected(consumer, kafka):
+        # The changelog record sits in the partition of the record that caused it (the raw
+        # key's), under the table's JSON-encoded key.
+        state_values = await _read_key(
+            consumer, names.changelog, key, match=json.dumps(workflow_id).encode()
+        )
+        events = await _read_key(consumer, names.workflow_events, key)
+    state = None
+    if state_values and state_values[-1] is not None:
+        state = WorkflowState.model_validate_json(state_values[-1])
+    return state, [decode(v, WorkflowEvent) for v in events if v is not None]
+
+
+async def _read_key(
+    consumer: AIOKafkaConsumer, topic: str, key: bytes, *, match: bytes | None = None
+) -> list[bytes | None]:
+    tp = TopicPartition(topic, partition_of(key, await partition_count(consumer._client, topic)))
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    end = (await consumer.end_offsets([tp]))[tp]
+    values: list[bytes | None] = []
+    idle = 0
+    # The last offsets may be transaction markers, which no record reaches: stop when the
+    # position is at the end, or when nothing more comes.
+    while await consumer.position(tp) < end and idle < 3:
+        batch = await consumer.getmany(tp, timeout_ms=300)
+        records = batch.get(tp, [])
+        idle = 0 if records else idle + 1
+        values.extend(r.value for r in records if r.key == (match or key))
+    return values
