@@ -78,6 +78,7 @@ class Worker:
         self.instance = settings.instance or os.environ.get("HOSTNAME") or socket.gethostname()
         self.group = self.names.group(agent.capability)
         self.tasks_topic = self.names.tasks(agent.capability)
+        self.ledger_topic = settings.ledger_topic or self.names.ledger
         self.producer_info = Producer(name=agent.name, version=agent.version)
         self.health = HealthState(settings)
         self.metrics = WorkerMetrics(agent.capability, self.health)
@@ -138,7 +139,7 @@ class Worker:
             await self._phase("topics", self._check_topics(producer))
             tools = ToolCallerFactory()
             if self.agent.tools:
-                ledger = ToolLedger(self.kafka, topic=self.names.ledger)
+                ledger = ToolLedger(self.kafka, topic=self.ledger_topic)
                 await self._phase("ledger", stack.enter_async_context(ledger))
                 tools = _LedgerTools(self.agent, ledger)
             runner = TaskRunner(
@@ -179,7 +180,7 @@ class Worker:
         needed = [self.tasks_topic, self.names.results, self.names.dlq(self.agent.capability),
                   self.names.registry]  # fmt: skip
         if self.agent.tools:
-            needed.append(self.names.ledger)
+            needed.append(self.ledger_topic)
         # All-topics metadata, not a request naming ours: on clusters with auto-creation on,
         # naming a missing topic would create it with broker defaults (wrong partitions).
         # Topics created a moment ago (`topics apply` just before) take a while to show.

@@ -20,8 +20,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 QUICK = {
     "bench_events.py": ["--seconds", "0.05", "--rounds", "1"],
     "bench_worker.py": ["--tasks", "200", "--rate", "20", "--seconds", "1", "--no-model"],
+    "bench_replay.py": ["--records", "300", "--rounds", "1"],
 }
-NEEDS_BROKER = {"bench_worker.py"}
+NEEDS_BROKER = {"bench_worker.py", "bench_replay.py"}
 
 
 def _last_line(name: str, env: dict[str, str]) -> dict[str, float]:

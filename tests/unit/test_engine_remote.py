@@ -223,9 +223,9 @@ async def test_an_unreachable_server_is_retriable_and_names_the_base_url() -> No
 
 
 async def test_a_slow_server_times_out_retriably(server: FakeServer) -> None:
-    server.delay = 2.0
+    server.delay = 1.0
     server.replies.append((200, completion('{"action": "late", "priority": 1}')))
-    engine = engine_for(server.url, timeout=0.3)
+    engine = engine_for(server.url, timeout=0.2)
     await engine.start()
     try:
         with pytest.raises(EngineError, match="EXPEDITER_ENGINE_TIMEOUT") as caught:

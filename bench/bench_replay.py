@@ -1,0 +1,148 @@
+"""Bench: replaying a range against a raw aiokafka read of the same range, in the same run.
+
+A topic is filled with ~330-byte task events. Each round reads the whole range twice:
+
+- replay: :class:`~expediter.replaying.HistoryReader` plans the range (end offsets) and reads it
+  by manual assignment, and every record is decoded and formatted as a JSON line written to
+  /dev/null, which is ``expediter replay TOPIC --json > /dev/null`` without the process start;
+- raw: an aiokafka consumer with the same fetch settings, assigned the same partitions, reads
+  up to the same end offsets and touches each value, nothing more.
+
+Both clients are connected before the clock starts. ``ratio`` = replay records/s / raw
+records/s (the best round of each). The last line is one JSON object.
+
+    .venv/bin/python bench/bench_replay.py [--records 10000] [--rounds 5] [--partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from expediter.dev import provided_broker
+from expediter.events import Producer, TaskEvent, to_record
+from expediter.messaging import client_options, connected
+from expediter.replaying import HistoryReader, Selection, json_line
+from expediter.settings import DevSettings, KafkaSettings
+
+FETCH_BYTES = 8 * 1024 * 1024  # HistoryReader's default, given to the raw reader too
+
+
+def emit(document: dict[str, Any]) -> None:
+    print(json.dumps(document), flush=True)
+
+
+def task_event(n: int) -> TaskEvent:
+    return TaskEvent(
+        producer=Producer(name="bench", version="0"), workflow_id=f"wf-{n % 64:04d}",
+        step_id=f"s{n}", capability="noop",
+        input={"field_id": f"field-{n % 1000}", "depth_cm": 30, "crop": "wheat"},
+    )  # fmt: skip
+
+
+async def fill(settings: KafkaSettings, topic: str, count: int, partitions: int) -> int:
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    size = 0
+    options = client_options(settings)
+    async with connected(AIOKafkaProducer(**options, linger_ms=5), settings) as producer:
+        for n in range(count):
+            record = to_record(task_event(n))
+            size = len(record.value)
+            await producer.send(topic, record.value, key=record.key, headers=record.headers)
+        await producer.flush()
+    return size
+
+
+async def replay_round(reader: HistoryReader, topic: str, sink: TextIO) -> tuple[int, float]:
+    started = time.perf_counter()
+    plan = await reader.plan(Selection(topic=topic))
+    count = 0
+    async for record in reader.read(plan):
+        sink.write(json_line(record) + "\n")
+        count += 1
+    return count, time.perf_counter() - started
+
+
+async def raw_round(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> tuple[int, float]:
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    started = time.perf_counter()
+    begins = await consumer.beginning_offsets(tps)
+    ends = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, begins[tp])
+    count = size = 0
+    behind = [tp for tp in tps if ends[tp] > 0]
+    while behind:
+        batches = await consumer.getmany(*behind, timeout_ms=200, max_records=10_000)
+        for records in batches.values():
+            for record in records:
+                size += len(record.value or b"")
+                count += 1
+        behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+    seconds = time.perf_counter() - started
+    # Unassigned, or its idle long-polls would delay the next round's offset lookups, which
+    # share the connection (the replay reader unassigns at the end of each read too).
+    consumer.assign([])
+    return count, seconds
+
+
+async def bench(settings: KafkaSettings, args: argparse.Namespace, sink: TextIO) -> dict[str, Any]:
+    topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
+    size = await fill(settings, topic, args.records, args.partitions)
+    raw_consumer = AIOKafkaConsumer(
+        **client_options(settings), group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed", max_partition_fetch_bytes=FETCH_BYTES,
+        fetch_max_bytes=max(FETCH_BYTES * 4, 52_428_800), fetch_max_wait_ms=100,
+    )  # fmt: skip
+    replays: list[float] = []
+    raws: list[float] = []
+    async with HistoryReader(settings) as reader, connected(raw_consumer, settings):
+        for index in range(args.rounds + 1):  # round 0 warms both up and is not counted
+            count, seconds = await raw_round(raw_consumer, topic, args.partitions)
+            assert count == args.records, f"raw read {count} of {args.records}"
+            replayed, replay_seconds = await replay_round(reader, topic, sink)
+            assert replayed == args.records, f"replay read {replayed} of {args.records}"
+            if index:
+                raws.append(count / seconds)
+                replays.append(replayed / replay_seconds)
+                emit({"round": index, "raw_per_s": round(raws[-1]),
+                      "replay_per_s": round(replays[-1])})  # fmt: skip
+    replay, raw = max(replays), max(raws)
+    return {
+        "bench": "replay",
+        "records": args.records,
+        "partitions": args.partitions,
+        "record_bytes": size,
+        "replay_per_s": round(replay),
+        "raw_per_s": round(raw),
+        "ratio": round(replay / raw, 3),
+    }
+
+
+async def run(args: argparse.Namespace, sink: TextIO) -> None:
+    async with provided_broker(DevSettings()) as broker:
+        emit(await bench(broker.settings, args, sink))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        asyncio.run(run(args, sink))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Reading history back and running it again: replay, trace, shadow re-runs, diff, the DLQ tool.
+
+Everything is a Kafka record, so a workflow's history can be read back (:mod:`reading`, by
+partition and offsets, time, key or workflow id, never through a consumer group), printed
+(:mod:`rendering`, :mod:`timeline`), re-run into shadow topics by the current agent code with
+recorded tool results in place of side effects (:mod:`rerunning`), compared with the original
+(:mod:`diffing`), and dead letters redriven to where they came from (:mod:`deadletters`).
+
+A layer beside the worker: it imports the worker, tools, messaging, events, settings and errors.
+Called by the CLI (``expediter replay|trace|diff|dlq``) and the replay bench.
+"""
+
+from expediter.replaying.deadletters import (
+    REDRIVE_HEADER,
+    Letter,
+    RedriveReport,
+    choose,
+    dlq_topic,
+    parse_offsets,
+    read_letters,
+    redrive,
+)
+from expediter.replaying.diffing import DiffReport, FieldChange, TaskDiff, compare, diff_shadow
+from expediter.replaying.reading import (
+    HistoryReader,
+    PartitionRange,
+    RangePlan,
+    Selection,
+    parse_when,
+    partition_for_key,
+)
+from expediter.replaying.rendering import atomic_output, json_line, row
+from expediter.replaying.rerunning import (
+    SHADOW_HEADER,
+    RerunReport,
+    ShadowTarget,
+    publish_shadow,
+    recorded_only,
+    run_shadow,
+    shadow_target,
+)
+from expediter.replaying.timeline import Entry, Trace, trace_workflow
+
+__all__ = [
+    "REDRIVE_HEADER",
+    "SHADOW_HEADER",
+    "DiffReport",
+    "Entry",
+    "FieldChange",
+    "HistoryReader",
+    "Letter",
+    "PartitionRange",
+    "RangePlan",
+    "RedriveReport",
+    "RerunReport",
+    "Selection",
+    "ShadowTarget",
+    "TaskDiff",
+    "Trace",
+    "atomic_output",
+    "choose",
+    "compare",
+    "diff_shadow",
+    "dlq_topic",
+    "json_line",
+    "parse_offsets",
+    "parse_when",
+    "partition_for_key",
+    "publish_shadow",
+    "read_letters",
+    "recorded_only",
+    "redrive",
+    "row",
+    "run_shadow",
+    "shadow_target",
+    "trace_workflow",
+]

@@ -1,0 +1,157 @@
+"""The orchestrator as a process (Faust), with the fleet's workers, on a real broker.
+
+Request-reply with `submit --wait`, `status`, and the restart promise: kill -9 the orchestrator
+with 200 workflows in flight, start another, and every workflow completes exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from expediter.dev import Broker
+from expediter.events import WorkflowEvent, decode
+from expediter.messaging import TopicNames
+from tests.support import read
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = ("soil_analyzer", "pest_detector", "crop_mapper")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
+    prefix = f"o{uuid.uuid4().hex[:8]}."
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EXPEDITER_")},
+        "EXPEDITER_BOOTSTRAP": kafka.bootstrap,
+        "EXPEDITER_TOPIC_PREFIX": prefix,
+        "EXPEDITER_HTTP_PORT": "0",
+        "EXPEDITER_DATA_DIR": str(tmp_path / "faust"),
+        "EXPEDITER_CACHE_DIR": os.environ.get("EXPEDITER_CACHE_DIR", ""),
+    }
+
+
+def cli(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def fleet(
+    env: dict[str, str], tmp_path: Path
+) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    applied = cli(["topics", "apply", "--prefix", env["EXPEDITER_TOPIC_PREFIX"], "--json"], env)
+    assert applied.returncode == 0, applied.stderr
+    procs = [spawn(["worker", f"agents/{a}.py"], env, tmp_path / f"{a}.log") for a in FLEET]
+    yield procs
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+
+
+def orchestrator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return spawn(
+        ["orchestrator", "--workflows", "workflows"], {**env, "EXPEDITER_HTTP_PORT": "0"}, log
+    )
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    for log in sorted(tmp_path.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+
+
+async def test_submit_wait_and_status(
+    env: dict[str, str], fleet: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    orch = orchestrator(env, logs / "orchestrator.log")
+    try:
+        results = {}
+        for field in ("field-a", "field-e"):  # pests on a, none on e (deterministic agents)
+            done = await asyncio.to_thread(
+                cli, ["submit", "field-analysis", "--input", json.dumps({"field_id": field}),
+                      "--wait", "--timeout", "90", "--json"], env, 150,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            results[field] = json.loads(done.stdout)
+        with_pests = results["field-a"]["outcome"]
+        assert with_pests["status"] == "completed"
+        assert with_pests["report"]["pests"]["count"] > 0
+        assert with_pests["report"]["map"]["zoom"] > 0, "the crop mapper zoomed in"
+        without = results["field-e"]["outcome"]
+        assert without["report"]["pests"]["count"] == 0
+        assert without["report"]["map"] is None, "no pests, no map"
+
+        status = cli(["status", results["field-a"]["workflow_id"], "--json"], env)
+        assert status.returncode == 0, status.stderr
+        document = json.loads(status.stdout)
+        assert document["state"]["status"] == "completed"
+        assert {s["status"] for s in document["state"]["steps"].values()} == {"succeeded"}
+        history = [e["status"] for e in document["history"]]
+        assert history[0] == "started"
+        assert history[-1] == "completed"
+        assert history.count("step-started") == 3
+
+        missing = cli(["status", "wf-nope"], env)
+        assert missing.returncode == 1
+        assert "no workflow" in missing.stderr
+    finally:
+        orch.send_signal(signal.SIGTERM)
+        orch.wait(timeout=60)
+
+
+async def test_kill_9_with_200_in_flight_completes_each_exactly_once(
+    kafka: Broker, env: dict[str, str], fleet: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    names = TopicNames(env["EXPEDITER_TOPIC_PREFIX"])
+    first = orchestrator(env, logs / "orchestrator-1.log")
+    submit = await asyncio.to_thread(
+        cli, ["submit", "field-analysis", "--input", '{"field_id": "field-a"}', "--count", "200",
+              "--rate", "100", "--json"], env, 120,
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stderr
+    ids = {s["workflow_id"] for s in json.loads(submit.stdout)}
+    assert len(ids) == 200
+    await read(kafka.settings, names.completed, until=lambda r: len(r) >= 20, timeout=120)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = orchestrator(env, logs / "orchestrator-2.log")
+    try:
+        records = await read(
+            kafka.settings, names.completed, until=lambda r: len(r) >= 200, timeout=240
+        )
+        await asyncio.sleep(5)  # anything duplicated would show up now
+        records = await read(kafka.settings, names.completed, until=lambda r: len(r) >= 200)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    completions = Counter(decode(r.value, WorkflowEvent).workflow_id for r in records)
+    assert set(completions) == ids, "a workflow never completed"
+    assert max(completions.values()) == 1, "a workflow completed twice"
+    statuses = {decode(r.value, WorkflowEvent).status for r in records}
+    assert statuses == {"completed"}
