@@ -56,6 +56,7 @@ def test_the_committed_catalog_names_every_topic(catalog: Catalog) -> None:
         ]
         assert [t.delay_ms for t in catalog.retry_tiers(capability)] == [10_000, 60_000]
     fixed = {"results", "workflows.completed", "registry", "tools.ledger", "workflows.events",
+             "workflows.commands",
              "expediter-orchestrator-workflows-changelog"}  # fmt: skip
     assert fixed <= names
     assert len(names) == len(catalog.topics) == 4 * len(CAPABILITIES) + len(fixed)
@@ -74,7 +75,13 @@ def test_the_committed_catalog_has_production_values(catalog: Catalog) -> None:
     assert changelog.owner == "faust"
     assert catalog.topic("workflows.completed").cleanup_policy == "delete"
     group = catalog.co_partition["workflows"]
-    assert set(group) == {"results", "workflows.completed", "workflows.events", changelog.name}
+    assert set(group) == {
+        "results",
+        "workflows.completed",
+        "workflows.events",
+        "workflows.commands",
+        changelog.name,
+    }
     assert {catalog.topic(name).partitions for name in group} == {6}
 
 
@@ -153,7 +160,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ("partitions not an integer", topic("results", partitions="6"), "topics[4].partitions",
      "set it to the number of partitions you need"),
     ("replication_factor < 1", topic("registry", replication_factor=0),
-     "topics[7].replication_factor", "how many brokers keep a copy"),
+     "topics[8].replication_factor", "how many brokers keep a copy"),
     ("min.insync.replicas > replication_factor", topic("results", replication_factor=1),
      "topics[4].min_insync_replicas", "set min_insync_replicas <= 1"),
     ("configs contradict cleanup_policy", topic("results", configs={"cleanup.policy": "compact"}),
@@ -175,15 +182,15 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ("unknown cleanup policy", topic("results", cleanup_policy="compacted"),
      "topics[4].cleanup_policy", "use delete, compact or compact,delete"),
     ("registry not compacted", topic("registry", cleanup_policy="delete"),
-     "topics[7].cleanup_policy", "set cleanup_policy: compact"),
+     "topics[8].cleanup_policy", "set cleanup_policy: compact"),
     ("changelog deletes", topic(CHANGELOG, cleanup_policy="compact,delete"),
-     "topics[9].cleanup_policy", "set cleanup_policy: compact"),
+     "topics[10].cleanup_policy", "set cleanup_policy: compact"),
     ("co-partition mismatch", topic("results", partitions=12), "co_partition.workflows",
      "set partitions: 12 on each"),
     ("co-partition mismatch with the table", topic(CHANGELOG, partitions=3),
-     "co_partition.workflows", "topics[9].partitions"),
+     "co_partition.workflows", "topics[10].partitions"),
     ("co-partition group names an unknown topic",
-     lambda d: d["co_partition"]["workflows"].append("resluts"), "co_partition.workflows[4]",
+     lambda d: d["co_partition"]["workflows"].append("resluts"), "co_partition.workflows[5]",
      "fix the name or add the topic"),
     ("workflows group missing", top(co_partition={}), "co_partition.workflows",
      f"add `workflows: [results, {CHANGELOG}]`"),
