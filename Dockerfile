@@ -15,6 +15,7 @@ WORKDIR /app
 COPY --chown=10001:10001 agents ./agents
 COPY --chown=10001:10001 topics ./topics
 COPY --chown=10001:10001 schemas ./schemas
+COPY --chown=10001:10001 workflows ./workflows
 ENV PYTHONUNBUFFERED=1 \
     EXPEDITER_DEV_DIR=/tmp/expediter
 USER 10001:10001

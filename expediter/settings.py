@@ -200,3 +200,8 @@ class OrchestratorSettings(BaseSettings):
     """Faust's web server: /healthz and /readyz. 8081 so it can run beside a worker on 8080."""
     data_dir: Path = Path(".expediter/orchestrator")
     """Faust's data directory (the table itself lives in Kafka; this holds Faust's bookkeeping)."""
+    shutdown_seconds: float = Field(default=30.0, gt=0)
+    """After SIGTERM or Ctrl-C, Faust's own shutdown gets this long, then the process exits with
+    code 70. Faust's exactly-once consumer can hang while it stops; an unfinished transaction is
+    aborted by the broker, so the table and the topics stay consistent. The orchestrator's
+    Deployment gives it 60 s (terminationGracePeriodSeconds): keep this below."""

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from expediter.cli.output import console, emit_json, fail
+from expediter.cli.stopping import arm_watchdog
 from expediter.errors import ConfigurationError
 from expediter.messaging import TopicNames
 from expediter.orchestrator.defining import load_workflows
@@ -33,7 +34,10 @@ WorkflowsDir = Annotated[
 
 
 def orchestrator(workflows: WorkflowsDir = None) -> None:
-    """Run the orchestrator (a Faust app) until SIGTERM: join results, publish next tasks."""
+    """Run the orchestrator (a Faust app) until SIGTERM: join results, publish next tasks.
+
+    Shutdown gets EXPEDITER_SHUTDOWN_SECONDS (30), then the process exits with code 70.
+    """
     import faust
 
     from expediter.orchestrator.running import build_app
@@ -44,7 +48,19 @@ def orchestrator(workflows: WorkflowsDir = None) -> None:
     found = load_workflows(settings.workflows_dir)
     app = build_app(KafkaSettings(), settings, found)
     console.print(f"orchestrator: workflows {', '.join(sorted(found))}", highlight=False)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    budget = settings.shutdown_seconds
+
+    class Worker(faust.Worker):  # type: ignore[misc]  # faust is untyped
+        # Faust's own handlers stop the app; these only add the hard deadline before them.
+        def _on_sigterm(self) -> None:
+            arm_watchdog(budget)
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            arm_watchdog(budget)
+            super()._on_sigint()
+
+    worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
 

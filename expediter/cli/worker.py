@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from expediter.cli.stopping import arm_watchdog
 from expediter.reasoning import engine_from_settings
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
 from expediter.worker.loading import load_agent
@@ -25,9 +26,6 @@ from expediter.worker.logs import configure_logging
 from expediter.worker.working import Worker
 
 __all__ = ["worker"]
-
-HUNG_EXIT = 70
-"""Exit code when the hard deadline ends a drain that hangs (EX_SOFTWARE)."""
 
 
 def worker(
@@ -63,14 +61,14 @@ async def _serve(running: Worker) -> None:
         requested.set()
         name = signal.Signals(signum).name
         os.write(2, f"{name}: draining (at most {budget:.0f}s)\n".encode())
-        _watchdog(budget)
+        arm_watchdog(budget)
         loop.call_soon_threadsafe(running.request_stop)
 
     async def guard_crash_shutdown() -> None:
         # A crash stops the worker without a signal; its shutdown gets the same deadline.
         await running.stopping.wait()
         if not requested.is_set():
-            _watchdog(budget)
+            arm_watchdog(budget)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     guard = asyncio.create_task(guard_crash_shutdown())
@@ -80,13 +78,3 @@ async def _serve(running: Worker) -> None:
         guard.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def _watchdog(seconds: float) -> None:
-    def expire() -> None:
-        os.write(2, f"shutdown still running after {seconds:.0f}s: exiting\n".encode())
-        os._exit(HUNG_EXIT)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()

@@ -4,10 +4,19 @@
   Faust table ``workflows`` (keyed by workflow id; changelog: the compacted
   ``expediter-orchestrator-workflows-changelog``). All three are co-partitioned (the topic
   catalog's ``workflows`` group), so the stream that reads a workflow's records owns its entry.
-- Processing is exactly-once (Faust's ``exactly_once``: Kafka transactions per partition): the
-  table update, the next tasks, the workflow events and the completion commit with the offset
-  of the record that caused them. A replica killed with -9 leaves nothing half-done; the next
-  owner restores the table from the changelog and goes on, and no workflow completes twice.
+- Processing is exactly-once: the table update, the next tasks, the workflow events and the
+  completion commit in one Kafka transaction with the offset of the record that caused them. A
+  replica killed with -9 leaves nothing half-done; the next owner restores the table from the
+  changelog (read_committed) and goes on, and no workflow completes twice.
+
+  Faust's ``exactly_once`` opens one transaction per source partition and commits the offsets
+  in it, but its own sends do not go there (faust-streaming#177): ``Topic.send`` picks the
+  transaction by the *destination's* partition, and table changelog writes go through the plain
+  producer, unflushed at commit time. A kill -9 then loses some workflows and completes others
+  twice. So every write here names the transaction of the record being handled
+  (:func:`_transaction_of`), and the table writes its changelog the same way
+  (:class:`WorkflowTable`); Faust's commit (offsets, then commit, under the same lock) makes
+  each handled record's writes and its offset one atomic unit.
 - Deadlines: a timer scans the local table and sends ``expire`` commands for overdue steps.
   Nothing waits in memory: the command is handled in the stream like a result, so deadlines
   survive restarts.
@@ -20,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -86,41 +95,44 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         # Faust insists on request timeout > session timeout (60 s by default).
         broker_request_timeout=max(kafka.request_timeout_ms / 1000, 90.0),
+        Table=WorkflowTable,
     )
     commands = app.topic(names.commands, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")  # fmt: skip
     results = app.topic(names.results, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")  # fmt: skip
-    # Keys are the raw workflow id (Faust's default key codec is raw), values JSON: the
-    # changelog stays readable by `expediter status` and by any Kafka tool.
-    table = app.Table("workflows", default=None, key_type=str)
+    # Values are JSON: the changelog stays readable by `expediter status` and any Kafka tool.
+    table = cast(WorkflowTable, app.Table("workflows", default=None, key_type=str))
 
-    async def publish(effects: Effects, trace: TraceParent) -> None:
+    async def send(event: Any, topic: str, record: Any, partition: int | None = None) -> None:
+        # Only enqueued here: the transaction's commit waits for delivery, and fails (and
+        # crashes the app, so the records are handled again) when it cannot deliver.
+        await app.producer.send(
+            topic, record.key, record.value, partition, None, record.headers,
+            transactional_id=_transaction_of(app, event),
+        )  # fmt: skip
+
+    async def publish(event: Any, effects: Effects, trace: TraceParent) -> None:
         for task in effects.tasks:
-            record = to_record(task, trace=trace.child())
-            await app.topic(names.tasks(task.capability)).send(
-                key=record.key, value=record.value, headers=record.headers,
-                key_serializer="raw", value_serializer="raw",
-            )  # fmt: skip
-        for event in effects.events:
-            record = to_record(event, trace=trace.child())
-            await app.topic(names.workflow_events).send(
-                key=record.key, value=record.value, headers=record.headers,
-                key_serializer="raw", value_serializer="raw",
-            )  # fmt: skip
+            await send(event, names.tasks(task.capability), to_record(task, trace=trace.child()))
+        for change in effects.events:
+            await send(event, names.workflow_events, to_record(change, trace=trace.child()))
         if effects.completion is not None:
-            record = to_record(effects.completion, trace=trace.child())
-            await app.topic(names.completed).send(
-                key=record.key, value=record.value, headers=record.headers,
-                key_serializer="raw", value_serializer="raw",
-            )  # fmt: skip
+            completion = to_record(effects.completion, trace=trace.child())
+            await send(event, names.completed, completion)
 
     def load(workflow_id: str) -> WorkflowState | None:
         value = table.get(workflow_id)
         return WorkflowState.model_validate(value) if value else None
 
-    def save(state: WorkflowState) -> None:
-        table[state.workflow_id] = state.model_dump(mode="json")
+    async def save(event: Any, state: WorkflowState) -> None:
+        value = state.model_dump(mode="json")
+        table[state.workflow_id] = value
+        key, _ = table.changelog_topic.prepare_key(state.workflow_id, table.key_serializer)
+        data, _ = table.changelog_topic.prepare_value(value, table.value_serializer)
+        # The changelog partition is the table partition, which is the handled record's.
+        await send(event, table.changelog_topic.get_topic_name(), _Raw(key, data),
+                   partition=event.message.partition)  # fmt: skip
 
     @app.agent(commands)
     async def on_command(stream: Any) -> Any:
@@ -147,8 +159,8 @@ def build_app(
                 continue
             else:
                 effects = expire(workflow, state, command.step_id, command.attempt or 0, now)
-            save(state)
-            await publish(effects, trace)
+            await save(event, state)
+            await publish(event, effects, trace)
 
     @app.agent(results)
     async def on_result(stream: Any) -> Any:
@@ -164,8 +176,8 @@ def build_app(
             if state is None or workflow is None:
                 continue  # a result for a task no workflow sent (`expediter submit <capability>`)
             effects = apply_result(workflow, state, result, datetime.now(UTC))
-            save(state)
-            await publish(effects, trace)
+            await save(event, state)
+            await publish(event, effects, trace)
 
     sent: dict[tuple[str, str, int], float] = {}
 
@@ -220,6 +232,28 @@ def build_app(
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     return app
+
+
+class WorkflowTable(faust.Table[str, Any]):
+    """Faust's table, minus its own changelog write: :func:`build_app`'s ``save`` writes it."""
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        # Faust would send the changelog record through the plain producer, outside the
+        # transaction that commits the offset of the record that caused the change.
+        return None
+
+
+class _Raw:
+    """A changelog record as ``send`` takes it: bytes already encoded by the table's codecs."""
+
+    def __init__(self, key: bytes, value: bytes) -> None:
+        self.key, self.value, self.headers = key, value, None
+
+
+def _transaction_of(app: faust.App, event: Any) -> str:
+    """The transactional id Faust commits ``event``'s offset with (TransactionManager.commit)."""
+    tp = event.message.tp
+    return f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
 
 
 def _trace(event: Any) -> TraceParent:
