@@ -200,6 +200,12 @@ class OrchestratorSettings(BaseSettings):
     """Faust's web server: /healthz and /readyz. 8081 so it can run beside a worker on 8080."""
     data_dir: Path = Path(".expediter/orchestrator")
     """Faust's data directory (the table itself lives in Kafka; this holds Faust's bookkeeping)."""
+    commit_interval_seconds: float = Field(default=0.1, gt=0)
+    """How often the orchestrator commits its transactions. What it writes (next tasks,
+    completions) becomes visible to read_committed readers (the workers, ``submit --wait``) only
+    then, so each workflow stage waits up to this long. Faust's default, 2.8 s, would add
+    seconds to every workflow; shorter costs more transactions, but only partitions that
+    handled records commit."""
     shutdown_seconds: float = Field(default=30.0, gt=0)
     """After SIGTERM or Ctrl-C, Faust's own shutdown gets this long, then the process exits with
     code 70. Faust's exactly-once consumer can hang while it stops; an unfinished transaction is

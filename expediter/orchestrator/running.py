@@ -95,6 +95,7 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         # Faust insists on request timeout > session timeout (60 s by default).
         broker_request_timeout=max(kafka.request_timeout_ms / 1000, 90.0),
+        broker_commit_interval=settings.commit_interval_seconds,
         Table=WorkflowTable,
     )
     commands = app.topic(names.commands, key_type=bytes, value_type=bytes,

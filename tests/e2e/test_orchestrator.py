@@ -155,3 +155,36 @@ async def test_kill_9_with_200_in_flight_completes_each_exactly_once(
     assert max(completions.values()) == 1, "a workflow completed twice"
     statuses = {decode(r.value, WorkflowEvent).status for r in records}
     assert statuses == {"completed"}
+
+
+async def test_two_replicas_share_the_partitions_and_complete_each_once(
+    kafka: Broker, env: dict[str, str], fleet: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    names = TopicNames(env["EXPEDITER_TOPIC_PREFIX"])
+    first = orchestrator(env, logs / "orchestrator-a.log")
+    second = None
+    try:
+        submit = await asyncio.to_thread(
+            cli, ["submit", "field-analysis", "--input", '{"field_id": "field-b"}', "--count",
+                  "100", "--rate", "50", "--json"], env, 120,
+        )  # fmt: skip
+        assert submit.returncode == 0, submit.stderr
+        ids = {s["workflow_id"] for s in json.loads(submit.stdout)}
+        await read(kafka.settings, names.completed, until=lambda r: len(r) >= 10, timeout=120)
+        # A second replica joins mid-run: the group rebalances and each takes some partitions.
+        second = orchestrator(env, logs / "orchestrator-b.log")
+        records = await read(
+            kafka.settings, names.completed, until=lambda r: len(r) >= 100, timeout=240
+        )
+        await asyncio.sleep(5)
+        records = await read(kafka.settings, names.completed, until=lambda r: len(r) >= 100)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (first, second):
+            if proc is not None:
+                proc.wait(timeout=60)
+    completions = Counter(decode(r.value, WorkflowEvent).workflow_id for r in records)
+    assert set(completions) == ids, "a workflow never completed"
+    assert max(completions.values()) == 1, "a workflow completed twice"

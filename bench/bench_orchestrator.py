@@ -1,0 +1,454 @@
+"""Bench: the orchestrator running the 3-step field analysis with no-op agents, on a real broker.
+
+Topics are applied under a fresh prefix; the orchestrator (``expediter orchestrator``) and one
+worker per capability (``expediter worker bench/agents/noop_*.py``: the real agents' capability
+names and models, handlers that return fixed outputs) run as processes. Field ids that start
+with ``pests-`` have pests, so the crop mapper runs for them (``--pest-fraction`` of them).
+A warm-up goes through :class:`~expediter.orchestrator.submitting.Submitter` (request-reply,
+``expediter submit --wait``) and checks the reports; then:
+
+- throughput: ``--workflows`` start commands are sent as fast as they go; ``workflows_per_s``
+  = workflows / (first send -> last completion read on ``workflows.completed``);
+- latency: ``--latency-count`` workflows at ``--rate`` per second; round trip = the completion
+  record read (read_committed) - the moment before its start command was sent; p50 and p99;
+- baseline, in the same run: raw aiokafka produce-to-consume on a bare topic at the same rate
+  (acks=all, idempotent, like the submitter's producer); one-way latency p50.
+
+``ratio`` = (2 x raw one-way p50) / (workflow round-trip p50): the round trip measured against
+the two broker hops a request-reply needs at the least; higher is better, and it is <= 1.
+Progress goes to stderr; the last stdout line is one JSON object.
+
+The orchestrator is exactly-once: what it produces becomes visible to the workers and to the
+client (read_committed) when it commits its transactions, every EXPEDITER_COMMIT_INTERVAL_SECONDS
+(0.1 s by default; Faust's own default, 2.8 s, made each round trip take seconds). Each
+orchestrator stage of a round trip waits for one such commit (two on a clean field, three when
+the crop mapper runs); ``--commit-interval`` sets it for the orchestrator process.
+
+    .venv/bin/python bench/bench_orchestrator.py [--workflows 500] [--rate 5] [--latency-count 50]
+        [--pest-fraction 0.5] [--commit-interval SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from expediter.dev import provided_broker
+from expediter.events import Producer, WorkflowCommand, WorkflowEvent, decode, to_record
+from expediter.messaging import TopicNames, client_options, connected
+from expediter.orchestrator.submitting import Submission, Submitter, partition_count
+from expediter.settings import DevSettings, KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTS = ROOT / "bench" / "agents"
+FLEET = ("noop_soil", "noop_pests", "noop_map")
+WORKFLOW = "field-analysis"
+BENCH = Producer(name="bench-orchestrator", version="0")
+
+
+def say(**fields: Any) -> None:
+    print(json.dumps(fields), file=sys.stderr, flush=True)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def field_for(n: int, fraction: float) -> str:
+    """Field ids such that ``fraction`` of any run of them has pests, spread evenly."""
+    pests = int((n + 1) * fraction) > int(n * fraction)
+    return f"{'pests' if pests else 'clean'}-{n}"
+
+
+# --- the processes -------------------------------------------------------------------------
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "expediter.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def stop(procs: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """SIGTERM each, then SIGKILL whatever has not exited by the deadline."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def fleet(env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The three no-op workers and the orchestrator, stopped (and their logs shown on error)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    commands = {a: ["worker", str(AGENTS / f"{a}.py")] for a in FLEET}
+    commands["orchestrator"] = ["orchestrator", "--workflows", str(ROOT / "workflows")]
+    try:
+        for name, args in commands.items():
+            with (logs / f"{name}.log").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "expediter.cli", *args],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
+        yield procs
+    except BaseException:
+        for log in sorted(logs.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        stop(procs)
+
+
+def check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
+
+
+# --- the clients ---------------------------------------------------------------------------
+
+
+class Completions:
+    """Reads ``workflows.completed`` (read_committed) from its end: id -> (when read, status)."""
+
+    def __init__(self, settings: KafkaSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.seen: dict[str, tuple[float, str]] = {}
+        self._consumer = AIOKafkaConsumer(
+            **client_options(settings), enable_auto_commit=False, isolation_level="read_committed"
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Completions:
+        await self._consumer.start()
+        count = await partition_count(self._consumer._client, self.topic)
+        tps = [TopicPartition(self.topic, p) for p in range(count)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the positions now, before anything is sent
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                now = time.monotonic()
+                for record in records:
+                    event = decode(record.value, WorkflowEvent)
+                    self.seen.setdefault(event.workflow_id, (now, event.status))
+
+    async def all_of(self, ids: set[str], timeout: float, procs: list[Any]) -> None:
+        """Until every one of ``ids`` has completed; progress on stderr every 2 s."""
+        deadline = time.monotonic() + timeout
+        shown = time.monotonic()
+        while not ids <= self.seen.keys():
+            if self._task is not None and self._task.done():
+                self._task.result()
+            check_alive(procs)
+            if time.monotonic() > deadline:
+                missing = ids - self.seen.keys()
+                raise TimeoutError(
+                    f"{len(missing)} of {len(ids)} workflows not completed within {timeout:g}s, "
+                    f"e.g. {next(iter(missing))}"
+                )
+            if time.monotonic() - shown >= 2:
+                say(completed=len(ids & self.seen.keys()), of=len(ids))
+                shown = time.monotonic()
+            await asyncio.sleep(0.05)
+
+
+def start_command(workflow_id: str, field_id: str) -> tuple[bytes, bytes, list[Any]]:
+    record = to_record(
+        WorkflowCommand(
+            producer=BENCH,
+            action="start",
+            workflow_id=workflow_id,
+            workflow=WORKFLOW,
+            input={"field_id": field_id},
+        )
+    )
+    assert record.key is not None
+    return record.key, record.value, record.headers
+
+
+def submitter_producer(settings: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
+    """Configured as the Submitter's producer is (acks=all, idempotent)."""
+    return AIOKafkaProducer(
+        **client_options(settings), acks="all", enable_idempotence=True, **extra
+    )
+
+
+# --- the phases ----------------------------------------------------------------------------
+
+
+async def warm_up(
+    settings: KafkaSettings, names: TopicNames, args: argparse.Namespace, procs: list[Any]
+) -> float:
+    """Request-reply through the Submitter until the fleet answers; the reports are checked."""
+    started = time.monotonic()
+    async with Submitter(settings, names, {WORKFLOW}) as client:
+        first = [await client.submit(WORKFLOW, {"field_id": f}) for f in ("pests-w", "clean-w")]
+        waiting = asyncio.create_task(client.wait(first, timeout=args.startup_timeout))
+        while not waiting.done():
+            check_alive(procs)
+            await asyncio.wait({waiting}, timeout=0.5)
+        waiting.result()
+        ready = time.monotonic() - started
+        say(phase="ready", seconds=round(ready, 1))
+        for s, pests in zip(first, (True, False), strict=True):
+            report = (s.outcome or {}).get("report") or {}
+            ok = (s.outcome or {}).get("status") == "completed" and (
+                report.get("map") is not None
+            ) == pests
+            assert ok, f"unexpected outcome for {s.workflow_id}: {s.outcome}"
+        # More, spread over the partitions: Faust's transactional producers, one per partition,
+        # start on first use.
+        more: list[Submission] = []
+        for n in range(args.warmup):
+            more.append(await client.submit(WORKFLOW, {"field_id": field_for(n, 0.5)}))
+        await client.wait(more, timeout=args.startup_timeout)
+    return ready
+
+
+async def throughput(
+    settings: KafkaSettings,
+    names: TopicNames,
+    completions: Completions,
+    args: argparse.Namespace,
+    procs: list[Any],
+) -> tuple[float, float, int]:
+    ids = {
+        f"wf-t{n:06d}-{uuid.uuid4().hex[:6]}": field_for(n, args.pest_fraction)
+        for n in range(args.workflows)
+    }
+    async with connected(submitter_producer(settings, linger_ms=5), settings) as producer:
+        started = time.monotonic()
+        for workflow_id, field_id in ids.items():
+            key, value, headers = start_command(workflow_id, field_id)
+            await producer.send(names.commands, value, key=key, headers=headers)
+        await producer.flush()
+        sent = time.monotonic() - started
+    say(phase="throughput", sent=len(ids), send_seconds=round(sent, 2))
+    await completions.all_of(set(ids), args.timeout, procs)
+    finished = max(completions.seen[i][0] for i in ids)
+    failed = sum(completions.seen[i][1] != "completed" for i in ids)
+    return len(ids) / (finished - started), len(ids) / sent, failed
+
+
+async def latency(
+    settings: KafkaSettings,
+    names: TopicNames,
+    completions: Completions,
+    args: argparse.Namespace,
+    procs: list[Any],
+) -> tuple[list[float], list[float], int]:
+    sent: dict[str, float] = {}
+    pests: set[str] = set()
+    async with connected(submitter_producer(settings), settings) as producer:
+        started = time.monotonic()
+        for n in range(args.latency_count):
+            workflow_id = f"wf-l{n:06d}-{uuid.uuid4().hex[:6]}"
+            field_id = field_for(n, args.pest_fraction)
+            if field_id.startswith("pests-"):
+                pests.add(workflow_id)
+            key, value, headers = start_command(workflow_id, field_id)
+            sent[workflow_id] = time.monotonic()
+            await producer.send_and_wait(names.commands, value, key=key, headers=headers)
+            await asyncio.sleep(max(0.0, started + (n + 1) / args.rate - time.monotonic()))
+    await completions.all_of(set(sent), args.timeout, procs)
+    trips = {i: (completions.seen[i][0] - t) * 1000 for i, t in sent.items()}
+    failed = sum(completions.seen[i][1] != "completed" for i in sent)
+    return list(trips.values()), [trips[i] for i in pests], failed
+
+
+async def raw_one_way(
+    settings: KafkaSettings, partitions: int, rate: float, count: int, timeout: float
+) -> list[float]:
+    """One-way produce-to-consume latencies (ms) on a bare topic, ``rate`` records a second."""
+    topic = f"bench-orch-raw-{uuid.uuid4().hex[:8]}"
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    received: dict[bytes, float] = {}
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+
+    async def collect() -> None:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.monotonic()
+                for r in records:
+                    received[r.value[:16]] = now
+
+    async def arrived(idents: set[bytes]) -> None:
+        deadline = time.monotonic() + timeout
+        while not idents <= received.keys():
+            if collector.done():
+                collector.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"raw: {len(idents - received.keys())} records never arrived")
+            await asyncio.sleep(0.01)
+
+    sent: dict[bytes, float] = {}
+    async with (
+        connected(consumer, settings),
+        connected(submitter_producer(settings), settings) as producer,
+    ):
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        collector = asyncio.create_task(collect())
+        try:
+            # One record to each partition first: leaders known, connections and fetches warm.
+            warm = {uuid.uuid4().bytes: p for p in range(partitions)}
+            for ident, p in warm.items():
+                await producer.send_and_wait(topic, ident + b"warm-up", partition=p)
+            await arrived(set(warm))
+            started = time.monotonic()
+            for n in range(count):
+                ident = uuid.uuid4().bytes
+                sent[ident] = time.monotonic()
+                await producer.send_and_wait(topic, ident + b"x" * 284, key=b"wf-%d" % n)
+                await asyncio.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
+            await arrived(set(sent))
+        finally:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
+    return [(received[k] - sent[k]) * 1000 for k in sent]
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+async def bench(settings: KafkaSettings, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    prefix = f"bo{uuid.uuid4().hex[:8]}."
+    names = TopicNames(prefix)
+    env = {
+        **os.environ,
+        "EXPEDITER_BOOTSTRAP": settings.bootstrap,
+        "EXPEDITER_TOPIC_PREFIX": prefix,
+        "EXPEDITER_HTTP_PORT": "0",
+        "EXPEDITER_DATA_DIR": str(tmp / "faust"),
+    }
+    if args.commit_interval is not None:
+        env["EXPEDITER_COMMIT_INTERVAL_SECONDS"] = str(args.commit_interval)
+    applied = cli(["topics", "apply", "--prefix", prefix, "--json"], env)
+    if applied.returncode != 0:
+        raise RuntimeError(f"topics apply failed: {applied.stderr[-2000:]}")
+    say(phase="topics", prefix=prefix)
+    with fleet(env, tmp) as procs:
+        ready = await warm_up(settings, names, args, procs)
+        async with Completions(settings, names.completed) as completions:
+            per_s, submit_per_s, t_failed = await throughput(
+                settings, names, completions, args, procs
+            )
+            say(phase="throughput", workflows_per_s=round(per_s, 1))
+            trips, pest_trips, l_failed = await latency(settings, names, completions, args, procs)
+        partitions = await partition_count(completions._consumer._client, names.completed)
+    rt50, rt99 = percentiles(trips)
+    say(phase="latency", p50_ms=round(rt50, 1), p99_ms=round(rt99, 1))
+    raw = await raw_one_way(settings, partitions, args.rate, args.latency_count, args.timeout)
+    raw50, raw99 = percentiles(raw)
+    say(phase="raw", one_way_p50_ms=round(raw50, 2))
+    return {
+        "bench": "orchestrator",
+        "workflow": WORKFLOW,
+        "pest_fraction": args.pest_fraction,
+        "commit_interval_s": args.commit_interval,
+        "startup_s": round(ready, 1),
+        "workflows": args.workflows,
+        "workflows_per_s": round(per_s, 1),
+        "submit_per_s": round(submit_per_s, 1),
+        "rate_per_s": args.rate,
+        "latency_count": args.latency_count,
+        "round_trip_p50_ms": round(rt50, 1),
+        "round_trip_p99_ms": round(rt99, 1),
+        "round_trip_pests_p50_ms": round(statistics.median(pest_trips), 1) if pest_trips else None,
+        "failed": t_failed + l_failed,
+        "raw_one_way_p50_ms": round(raw50, 2),
+        "raw_one_way_p99_ms": round(raw99, 2),
+        "ratio": round(2 * raw50 / rt50, 4),
+    }
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:
+        async with provided_broker(
+            DevSettings(dir=Path(".expediter/bench-orchestrator"))
+        ) as broker:
+            say(broker=broker.kind, version=broker.version, bootstrap=broker.bootstrap)
+            result = await bench(broker.settings, args, Path(tmp))
+    print(json.dumps(result), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workflows", type=int, default=500, help="throughput phase")
+    parser.add_argument("--rate", type=float, default=5.0, help="workflows/s, latency phase")
+    parser.add_argument("--latency-count", type=int, default=50, help="latency phase")
+    parser.add_argument(
+        "--pest-fraction",
+        type=float,
+        default=0.5,
+        help="share of fields with pests (their workflows run the crop mapper)",
+    )
+    parser.add_argument("--warmup", type=int, default=24, help="workflows after the first two")
+    parser.add_argument(
+        "--commit-interval",
+        type=float,
+        default=None,
+        help="the orchestrator's commit interval in seconds (default: its setting, 0.1)",
+    )
+    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="a phase's completions")
+    args = parser.parse_args()
+    if not 0 <= args.pest_fraction <= 1:
+        parser.error("--pest-fraction is between 0 and 1")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
