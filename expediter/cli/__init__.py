@@ -12,7 +12,19 @@ import sys
 
 import typer
 
-from expediter.cli import demo, devkafka, dlq, keda, orchestrating, replay, schemas, topics, worker
+from expediter.cli import (
+    demo,
+    devkafka,
+    dlq,
+    keda,
+    orchestrating,
+    replay,
+    schemas,
+    supervising,
+    topics,
+    watching,
+    worker,
+)
 from expediter.cli.output import fail
 from expediter.errors import ConfigurationError, ExpediterError
 
@@ -40,6 +52,8 @@ app.command(name="worker")(worker.worker)
 app.command(name="orchestrator")(orchestrating.orchestrator)
 app.command(name="submit")(orchestrating.submit)
 app.command(name="status")(orchestrating.status)
+app.command(name="up")(supervising.up)
+app.command(name="watch")(watching.watch)
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from expediter.cli.output import console, emit_json
-from expediter.cli.replay import json_errors, progress_bars, wide_console
+from expediter.cli.output import console, emit_json, wide_console
+from expediter.cli.replay import json_errors, progress_bars
 from expediter.errors import ConfigurationError
 from expediter.replaying import (
     HistoryReader,

@@ -27,7 +27,8 @@ from expediter.scaling import Scenario, parse_scenario
 __all__ = ["app", "load_scenario", "simulate"]
 
 app = typer.Typer(
-    help="KEDA on this machine: simulate a ScaledObject over a timeline; render and check keda/ and k8s/.",
+    help="KEDA on this machine: simulate a ScaledObject over a timeline; render and check "
+    "keda/ and k8s/.",
     no_args_is_help=True,
 )
 

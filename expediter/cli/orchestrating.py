@@ -50,7 +50,7 @@ def orchestrator(workflows: WorkflowsDir = None) -> None:
     console.print(f"orchestrator: workflows {', '.join(sorted(found))}", highlight=False)
     budget = settings.shutdown_seconds
 
-    class Worker(faust.Worker):  # type: ignore[misc]  # faust is untyped
+    class Worker(faust.Worker):
         # Faust's own handlers stop the app; these only add the hard deadline before them.
         def _on_sigterm(self) -> None:
             arm_watchdog(budget)

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from expediter.cli.output import console, emit_json, err_console
+from expediter.cli.output import console, emit_json, err_console, wide_console
 from expediter.errors import ConfigurationError
 from expediter.replaying import (
     DiffReport,
@@ -57,7 +57,7 @@ from expediter.replaying.rendering import check_writable
 from expediter.settings import KafkaSettings
 from expediter.worker.loading import load_agent
 
-__all__ = ["diff", "json_errors", "progress_bars", "register", "replay", "trace", "wide_console"]
+__all__ = ["diff", "json_errors", "progress_bars", "register", "replay", "trace"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Prefix = Annotated[
@@ -131,12 +131,6 @@ def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
             return lambda n: bars.advance(task, n)
 
         yield start
-
-
-def wide_console() -> Console:
-    """stdout for tables: the terminal's width, or 200 columns into a pipe or file (rich's 80
-    would wrap every row of a timeline)."""
-    return console if console.is_terminal else Console(width=200, no_color=True)
 
 
 def _ignore(_: int) -> None:

@@ -195,10 +195,10 @@ class Simulation:
             # Strictly after, as Go's Before: at exactly the deadline KEDA still waits.
             if self._last_active is None:
                 deadline = self._created + spec.initial_cooldown_period
-                since = f"first step + initialCooldownPeriod = {deadline}"
+                since = f"first step + initialCooldownPeriod = {deadline:g}"
             else:
                 deadline = self._last_active + spec.cooldown_period
-                since = f"lastActiveTime + cooldownPeriod = {deadline}"
+                since = f"lastActiveTime + cooldownPeriod = {deadline:g}"
             if deadline < t:
                 self._replicas = 0
                 return True, f"not active and {since} has passed (scaleToZeroOrIdle)"

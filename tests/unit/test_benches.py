@@ -21,8 +21,13 @@ QUICK = {
     "bench_events.py": ["--seconds", "0.05", "--rounds", "1"],
     "bench_worker.py": ["--tasks", "200", "--rate", "20", "--seconds", "1", "--no-model"],
     "bench_replay.py": ["--records", "300", "--rounds", "1"],
+    "bench_orchestrator.py": [
+        *("--workflows", "20", "--rate", "10", "--latency-count", "10"),
+        *("--warmup", "4"),
+    ],
+    "bench_scaleup.py": ["--tasks", "20", "--polling-interval", "1", "--rounds", "1"],
 }
-NEEDS_BROKER = {"bench_worker.py", "bench_replay.py"}
+NEEDS_BROKER = {"bench_worker.py", "bench_replay.py", "bench_orchestrator.py", "bench_scaleup.py"}
 
 
 def _last_line(name: str, env: dict[str, str]) -> dict[str, float]:

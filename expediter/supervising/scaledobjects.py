@@ -1,0 +1,239 @@
+"""The agents to scale, read from the SAME keda/ ScaledObjects (and Deployments) a cluster uses.
+
+:func:`read_scaled_agents` turns each ScaledObject in ``keda/`` into a :class:`ScaledAgent`: its
+capability (the ``expediter.io/capability`` label), its Kafka trigger and ScaledObject spec as
+:mod:`expediter.scaling` reads them (so what is refused here is what KEDA refuses), and the topic
+and consumer group with ``EXPEDITER_TOPIC_PREFIX`` applied (:class:`TopicNames`), so a test can
+isolate itself under a prefix. From the scale target's Deployment in ``k8s/base/agents/`` it takes
+what a local replica needs to behave like the pod: the agent file (the container's ``worker``
+argument), ``terminationGracePeriodSeconds`` (when a draining replica is killed) and the drain
+settings of its environment.
+
+Who calls it: :class:`expediter.supervising.running.Supervisor` (``expediter up``), ``expediter
+watch`` and the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from expediter.deploying.manifests import CAPABILITY_LABEL
+from expediter.errors import ConfigurationError
+from expediter.messaging import TopicNames
+from expediter.scaling import KafkaTrigger, ScaledObjectSpec, parse_behavior, parse_trigger
+
+__all__ = ["DEFAULT_GRACE_SECONDS", "ScaledAgent", "read_scaled_agents", "select_agents"]
+
+DEFAULT_GRACE_SECONDS = 30
+"""Kubernetes' default terminationGracePeriodSeconds, when no Deployment says otherwise."""
+_SPEC_KEYS = {
+    "minReplicaCount": ("min_replica_count", 0),
+    "maxReplicaCount": ("max_replica_count", 100),
+    "pollingInterval": ("polling_interval", 30),
+    "cooldownPeriod": ("cooldown_period", 300),
+    "initialCooldownPeriod": ("initial_cooldown_period", 0),
+}
+_POD_ENV = ("EXPEDITER_DRAIN_SECONDS", "EXPEDITER_HARD_DEADLINE_SECONDS")
+"""Deployment env values a local replica takes too (unless the environment sets them)."""
+
+
+@dataclass(frozen=True)
+class ScaledAgent:
+    """One ScaledObject, ready for a local supervisor or a watcher."""
+
+    name: str
+    """The ScaledObject's (and its Deployment's) name, e.g. ``soil-analyzer``."""
+    capability: str
+    agent_file: str
+    """The worker's argument, relative to the repository root: ``agents/soil_analyzer.py``."""
+    trigger: KafkaTrigger
+    spec: ScaledObjectSpec
+    topic: str
+    """The task topic, prefixed."""
+    group: str
+    """The consumer group whose lag scales this agent, prefixed."""
+    grace_seconds: int = DEFAULT_GRACE_SECONDS
+    """terminationGracePeriodSeconds: after SIGTERM, a replica gets this long, then SIGKILL."""
+    pod_env: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+    """The manifest file, for messages."""
+
+    @property
+    def stem(self) -> str:
+        """The agent file's stem, ``soil_analyzer``: what ``--agents`` takes."""
+        return Path(self.agent_file).stem
+
+    def with_overrides(
+        self, *, polling_interval: int | None = None, cooldown: int | None = None,
+        max_replicas: int | None = None,
+    ) -> ScaledAgent:  # fmt: skip
+        """The same agent with demo overrides of the manifest's pollingInterval, cooldownPeriod
+        (and initialCooldownPeriod) and maxReplicaCount (lowered only)."""
+        spec = self.spec
+        if polling_interval is not None:
+            spec = replace(spec, polling_interval=polling_interval)
+        if cooldown is not None:
+            spec = replace(
+                spec, cooldown_period=cooldown,
+                initial_cooldown_period=min(spec.initial_cooldown_period, cooldown),
+            )  # fmt: skip
+        if max_replicas is not None:
+            top = max(min(spec.max_replica_count, max_replicas), spec.min_replica_count, 1)
+            spec = replace(spec, max_replica_count=top)
+        return replace(self, spec=spec)
+
+
+def read_scaled_agents(root: Path, names: TopicNames) -> list[ScaledAgent]:
+    """Every ScaledObject in ``root/keda/*.yaml``, sorted by name; ConfigurationError lists
+    every problem (one a line, naming the file)."""
+    folder = root / "keda"
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"{folder}: no such folder; run from the repository root (or `expediter keda render`)"
+        )
+    problems: list[str] = []
+    agents: list[ScaledAgent] = []
+    for path in sorted(folder.glob("*.yaml")):
+        relative = path.relative_to(root).as_posix()
+        for document in _load(path, relative, problems):
+            if document.get("kind") != "ScaledObject":
+                continue
+            try:
+                agents.append(_scaled_agent(root, relative, document, names))
+            except ConfigurationError as exc:
+                problems += [f"{relative}: {line}" for line in str(exc).splitlines()]
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    if not agents:
+        raise ConfigurationError(f"{folder}: holds no ScaledObject; run `expediter keda render`")
+    return sorted(agents, key=lambda a: a.name)
+
+
+def select_agents(agents: Sequence[ScaledAgent], wanted: Sequence[str]) -> list[ScaledAgent]:
+    """The agents named in ``wanted`` (file stems, ScaledObject names or capabilities); all when
+    empty. An unknown name raises ConfigurationError listing the known ones."""
+    if not wanted:
+        return list(agents)
+    chosen: list[ScaledAgent] = []
+    unknown: list[str] = []
+    for want in wanted:
+        match = [a for a in agents if want in (a.stem, a.name, a.capability)]
+        if not match:
+            unknown.append(want)
+        chosen += [a for a in match if a not in chosen]
+    if unknown:
+        known = ", ".join(a.stem for a in agents)
+        raise ConfigurationError(
+            f"--agents: no agent named {', '.join(unknown)}; choose from {known}"
+        )
+    return chosen
+
+
+def _load(path: Path, relative: str, problems: list[str]) -> list[Mapping[str, Any]]:
+    try:
+        loaded = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as exc:
+        problems.append(f"{relative}: cannot be read as YAML ({exc}); fix it or render it again")
+        return []
+    return [d for d in loaded if isinstance(d, Mapping)]
+
+
+def _scaled_agent(
+    root: Path, relative: str, document: Mapping[str, Any], names: TopicNames
+) -> ScaledAgent:
+    metadata = _mapping(document.get("metadata"), "metadata")
+    name = str(metadata.get("name", ""))
+    labels = _mapping(metadata.get("labels"), "metadata.labels")
+    capability = labels.get(CAPABILITY_LABEL)
+    if not name or not isinstance(capability, str) or not capability:
+        raise ConfigurationError(
+            f"ScaledObject needs metadata.name and the label {CAPABILITY_LABEL}; render it again"
+        )
+    spec_doc = _mapping(document.get("spec"), "spec")
+    kafka = [
+        t
+        for t in spec_doc.get("triggers") or []
+        if isinstance(t, Mapping) and t.get("type") == "kafka"
+    ]
+    if len(kafka) != 1:
+        raise ConfigurationError(
+            f"ScaledObject/{name} has {len(kafka)} Kafka triggers; a supervisor needs exactly one"
+        )
+    raw = _mapping(kafka[0].get("metadata"), "spec.triggers[kafka].metadata")
+    trigger = parse_trigger(raw, where=f"ScaledObject/{name}.trigger")
+    topic, group = raw.get("topic"), raw.get("consumerGroup")
+    if not isinstance(topic, str) or not isinstance(group, str) or not topic or not group:
+        raise ConfigurationError(
+            f"ScaledObject/{name}: the Kafka trigger needs topic and consumerGroup (the local "
+            "supervisor reads that group's lag on that topic)"
+        )
+    spec = _spec(name, spec_doc)
+    target = _mapping(spec_doc.get("scaleTargetRef"), "spec.scaleTargetRef").get("name", name)
+    agent_file, grace, pod_env = _deployment(root, str(target))
+    if not (root / agent_file).is_file():
+        raise ConfigurationError(
+            f"ScaledObject/{name}: its agent file {agent_file} does not exist; check "
+            "scaleTargetRef and the Deployment's worker argument"
+        )
+    return ScaledAgent(
+        name=name, capability=capability, agent_file=agent_file, trigger=trigger, spec=spec,
+        topic=f"{names.prefix}{topic}", group=f"{names.prefix}{group}", grace_seconds=grace,
+        pod_env=pod_env, source=relative,
+    )  # fmt: skip
+
+
+def _spec(name: str, spec: Mapping[str, Any]) -> ScaledObjectSpec:
+    values: dict[str, int] = {}
+    for key, (attribute, default) in _SPEC_KEYS.items():
+        value = spec.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(f"ScaledObject/{name}.spec.{key} must be a whole number")
+        values[attribute] = value
+    advanced = _mapping(spec.get("advanced"), "spec.advanced")
+    hpa = _mapping(advanced.get("horizontalPodAutoscalerConfig"), "horizontalPodAutoscalerConfig")
+    behavior = parse_behavior(hpa.get("behavior"), where=f"ScaledObject/{name}.behavior")
+    return ScaledObjectSpec(**values, behavior=behavior, where=f"ScaledObject/{name}.spec")
+
+
+def _deployment(root: Path, target: str) -> tuple[str, int, dict[str, str]]:
+    """(agent file, grace seconds, pod env) from k8s/base/agents/<target>.yaml; by convention
+    (``agents/<target with _>.py``, Kubernetes' default grace) when that file is absent."""
+    fallback: tuple[str, int, dict[str, str]] = (
+        f"agents/{target.replace('-', '_')}.py",
+        DEFAULT_GRACE_SECONDS,
+        {},
+    )
+    path = root / "k8s" / "base" / "agents" / f"{target}.yaml"
+    if not path.is_file():
+        return fallback
+    for document in _load(path, path.as_posix(), []):
+        if document.get("kind") != "Deployment":
+            continue
+        pod = _mapping(_mapping(_mapping(document.get("spec"), "").get("template"), "")
+                       .get("spec"), "")  # fmt: skip
+        containers = [c for c in pod.get("containers") or [] if isinstance(c, Mapping)]
+        if not containers:
+            return fallback
+        args = [str(a) for a in containers[0].get("args") or []]
+        agent_file = args[1] if len(args) > 1 and args[0] == "worker" else fallback[0]
+        grace = pod.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        env = {
+            str(e["name"]): str(e["value"])
+            for e in containers[0].get("env") or []
+            if isinstance(e, Mapping) and e.get("name") in _POD_ENV and "value" in e
+        }
+        return agent_file, int(grace) if isinstance(grace, int) else DEFAULT_GRACE_SECONDS, env
+    return fallback
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{where} must be a mapping, got {type(value).__name__}")
+    return value

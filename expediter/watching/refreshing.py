@@ -1,0 +1,60 @@
+"""One refresh of ``expediter watch``: sample every agent's offsets, read the actual replicas.
+
+:func:`refresh` samples each agent's task topic and group (a failed read becomes a note, not a
+crash), asks an :data:`ActualSource` what runs, and lets the :class:`Watcher` build the
+:class:`Snapshot`. :func:`supervisor_source` reads the local supervisor's state file;
+:func:`cluster_source` asks a :class:`~expediter.watching.cluster.ClusterReader` (in a thread:
+the kubernetes client blocks).
+
+Who calls it: ``expediter watch`` and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from expediter.supervising import LagSample, LagSampler, ScaledAgent, read_state
+from expediter.watching.cluster import ClusterReader
+from expediter.watching.snapshot import Actual, Snapshot, Watcher, actual_from_supervisor
+
+__all__ = ["ActualSource", "cluster_source", "refresh", "supervisor_source"]
+
+ActualSource = Callable[[], Awaitable[tuple[dict[str, Actual], list[dict[str, Any]], list[str]]]]
+"""Returns (actual replicas by agent name, last scale events, notes)."""
+
+
+def supervisor_source(state_file: Path, agents: Sequence[ScaledAgent], prefix: str) -> ActualSource:
+    async def read() -> tuple[dict[str, Actual], list[dict[str, Any]], list[str]]:
+        return actual_from_supervisor(read_state(state_file), agents, prefix)
+
+    return read
+
+
+def cluster_source(reader: ClusterReader, agents: Sequence[ScaledAgent]) -> ActualSource:
+    async def read() -> tuple[dict[str, Actual], list[dict[str, Any]], list[str]]:
+        found = await asyncio.gather(*(asyncio.to_thread(reader.read, a) for a in agents))
+        events = sorted((e for _, listed in found for e in listed), key=lambda e: e["time"] or 0)
+        return {a.name: actual for a, (actual, _) in zip(agents, found, strict=True)}, events, []
+
+    return read
+
+
+async def refresh(sampler: LagSampler, watcher: Watcher, source: ActualSource) -> Snapshot:
+    agents = watcher.agents
+    results = await asyncio.gather(
+        *(sampler.sample(a.topic, a.group) for a in agents), return_exceptions=True
+    )
+    samples: dict[str, LagSample] = {}
+    notes: list[str] = []
+    for agent, result in zip(agents, results, strict=True):
+        if isinstance(result, LagSample):
+            samples[agent.name] = result
+        elif isinstance(result, Exception):
+            notes.append(f"{agent.name}: {result}")
+        else:
+            raise result
+    actual, events, more = await source()
+    return watcher.observe(samples, actual, events, [*notes, *more])
