@@ -187,7 +187,9 @@ async def _run(
         summary.scaled_back = scaled_back
         if not finished.done():
             finished.cancel()
-        elif finished.exception() is not None and not quiet:
+            # Let the submitter close its clients before the supervisor stops.
+            await asyncio.gather(finished, return_exceptions=True)
+        elif not finished.cancelled() and finished.exception() is not None and not quiet:
             console.print(f"waiting for the workflows failed: {finished.exception()}")
         summary.first_replica_seconds = _first_replica(supervisor, burst_at)
     finally:

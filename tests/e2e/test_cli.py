@@ -104,7 +104,7 @@ def test_dev_kafka_start_status_stop(local_env: dict[str, str], tmp_path: Path) 
 
 def test_demo_against_an_existing_broker(kafka: Broker) -> None:
     env = {**os.environ, "EXPEDITER_BOOTSTRAP": kafka.bootstrap}
-    result = run(["demo", "--json", "--count", "300", "--partitions", "4"], env)
+    result = run(["demo", "--smoke", "--json", "--count", "300", "--partitions", "4"], env)
     assert result.returncode == 0, result.stderr
     report = as_json(result)
     assert report["ok"]
@@ -116,8 +116,26 @@ def test_demo_against_an_existing_broker(kafka: Broker) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_demo_starts_and_stops_its_own_broker(local_env: dict[str, str], tmp_path: Path) -> None:
-    result = run(["demo", "--count", "100"], local_env)
+    result = run(["demo", "--smoke", "--count", "100"], local_env)
     assert result.returncode == 0, result.stderr
     assert "smoke flow" in result.stdout
     assert "consumed       100" in result.stdout
     assert brokers_under(tmp_path) == [], "make demo must leave no process behind"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_demo_scales_the_fleet_on_lag_and_sums_it_up(kafka: Broker, tmp_path: Path) -> None:
+    env = {**os.environ, "EXPEDITER_BOOTSTRAP": kafka.bootstrap,
+           "EXPEDITER_DEV_DIR": str(tmp_path / "dev")}  # fmt: skip
+    result = run(["demo", "--json", "--count", "20", "--cooldown", "3"], env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = as_json(result)
+    assert summary["ok"]
+    assert summary["submitted"] == summary["done"] == summary["completed"] == 20
+    assert summary["peak_replicas"]["soil-analyzer"] >= 1, "scaled up from zero on lag"
+    assert summary["peak_replicas"]["pest-detector"] >= 1
+    assert summary["first_replica_seconds"] is not None
+    assert summary["scaled_back"], "back to minReplicaCount after the cooldown"
+    assert summary["leftover_processes"] == 0
+    assert len(summary["reports"]) == 3
