@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -85,3 +88,24 @@ async def read(
 async def settle(seconds: float = 1.0) -> None:
     """Give a transaction or a rebalance time to show (for "nothing more arrives" checks)."""
     await asyncio.sleep(seconds)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``expediter <args>`` as a separate process from the repository root; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``expediter <args>`` started in the background, stdout and stderr into ``log``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip

@@ -42,7 +42,13 @@ from expediter.messaging import TopicNames, apply_plan, load_catalog, plan_topic
 from expediter.orchestrator.submitting import Submission, Submitter
 from expediter.settings import DevSettings, KafkaSettings
 from expediter.supervising import LagSampler, ScaledAgent, Supervisor, SupervisorOptions
-from expediter.watching import Watcher, actual_from_supervisor, refresh, render
+from expediter.watching import (
+    Watcher,
+    actual_from_supervisor,
+    refresh,
+    render,
+    supervisor_alive,
+)
 
 __all__ = ["DemoSummary", "demo"]
 
@@ -199,7 +205,7 @@ async def _run(
         name: max(peak, *(e.to for e in supervisor.state.events if e.agent == name), 0)
         for name, peak in peaks.items()
     }
-    summary.leftover_processes = sum(1 for pid in supervisor.started_pids if _alive(pid))
+    summary.leftover_processes = sum(1 for pid in supervisor.started_pids if supervisor_alive(pid))
     summary.done = sum(1 for s in submissions if s.outcome is not None)
     summary.completed = sum(
         1 for s in submissions if (s.outcome or {}).get("status") == "completed"
@@ -254,16 +260,6 @@ def _report(s: Submission) -> dict[str, Any]:
         "advice": (soil.get("advice") or {}).get("recommendation"),
         "pests": pests.get("count"), "map_zoom": (crop or {}).get("zoom"),
     }  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _print_summary(summary: DemoSummary) -> None:

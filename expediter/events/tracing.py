@@ -7,6 +7,7 @@ runtime (worker, orchestrator, CLI). See https://www.w3.org/TR/trace-context/.
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ __all__ = ["TRACEPARENT", "TraceParent", "continue_trace", "trace_from_headers"]
 
 TRACEPARENT = "traceparent"
 _PATTERN = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -34,12 +37,15 @@ class TraceParent:
     def parse(cls, value: str) -> TraceParent | None:
         """The parsed header, or None when it is malformed (the spec says: start a new trace)."""
         match = _PATTERN.match(value.strip().lower())
-        if match is None or set(match[1]) == {"0"} or set(match[2]) == {"0"}:
+        if match is None or match[1] == _ZERO_TRACE or match[2] == _ZERO_SPAN:
             return None
         return cls(trace_id=match[1], span_id=match[2], flags=match[3])
 
     def child(self) -> TraceParent:
-        return TraceParent(trace_id=self.trace_id, span_id=secrets.token_hex(8), flags=self.flags)
+        # A span id needs to be unique, not secret: random's generator spares the os.urandom
+        # system call that secrets makes, once per record on a worker's hot path. Never zero.
+        span_id = f"{random.getrandbits(64) or 1:016x}"
+        return TraceParent(trace_id=self.trace_id, span_id=span_id, flags=self.flags)
 
     def header(self) -> tuple[str, bytes]:
         return (TRACEPARENT, f"00-{self.trace_id}-{self.span_id}-{self.flags}".encode())
@@ -47,7 +53,7 @@ class TraceParent:
 
 def trace_from_headers(headers: Headers | None) -> TraceParent | None:
     for name, value in headers or ():
-        if name.lower() == TRACEPARENT:
+        if name == TRACEPARENT or name.lower() == TRACEPARENT:
             try:
                 return TraceParent.parse(value.decode("ascii"))
             except UnicodeDecodeError:

@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from expediter.errors import ConfigurationError
 from expediter.messaging import client_options, connected
@@ -42,6 +43,8 @@ __all__ = ["MARKER_PROBE_GAP", "LagSample", "LagSampler", "MissingTopicError"]
 
 MARKER_PROBE_GAP = 3
 """A gap this small (committed to latest) may be transaction markers only; larger ones are lag."""
+COORDINATOR_ATTEMPTS = 20
+"""Tries (0.5 s apart) to read a group's offsets while the coordinator is still loading."""
 _PROBE_SECONDS = 2.0
 
 
@@ -153,7 +156,7 @@ class LagSampler:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         latest, committed = await asyncio.gather(
             self._consumer.end_offsets(tps),
-            self._admin.list_consumer_group_offsets(group, partitions=tps),
+            self._committed_offsets(group, tps),
         )
         sample = LagSample(
             topic=topic, group=group, at=time.time(),
@@ -164,6 +167,19 @@ class LagSampler:
             return sample
         markers = await self._markers_only(tps, sample)
         return replace(sample, markers_only=tuple(tp in markers for tp in tps))
+
+    async def _committed_offsets(self, group: str, tps: list[TopicPartition]) -> Any:
+        # A fresh cluster creates __consumer_offsets on the first group request and answers
+        # COORDINATOR_NOT_AVAILABLE meanwhile; a retriable error gets a few seconds.
+        assert self._admin is not None
+        for attempt in range(COORDINATOR_ATTEMPTS):
+            try:
+                return await self._admin.list_consumer_group_offsets(group, partitions=tps)
+            except KafkaError as exc:
+                if not exc.retriable or attempt == COORDINATOR_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
 
     async def _markers_only(self, tps: list[TopicPartition], sample: LagSample) -> set[Any]:
         gaps = {

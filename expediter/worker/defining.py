@@ -53,6 +53,9 @@ class ToolCaller(Protocol):
     async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
+_NO_USAGE = TokenUsage()
+
+
 @dataclass
 class TaskContext:
     """What a handler gets besides its input: the task's coordinates, the engine, the tools."""
@@ -64,7 +67,7 @@ class TaskContext:
     engine: ReasoningEngine
     tools: ToolCaller
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
-    usage: TokenUsage = field(default_factory=TokenUsage)
+    usage: TokenUsage = _NO_USAGE  # frozen, so one shared zero serves every task
     """Tokens spent so far on this task; :meth:`reason` adds to it, the result reports it."""
 
     async def reason(

@@ -20,7 +20,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -201,34 +201,47 @@ class WorkerMetrics:
             ["capability"],
             registry=r,
         )
-        # Create the series up front, so dashboards and rate() see zeros instead of gaps.
-        for outcome in _OUTCOMES:
-            self._processed.labels(capability, outcome)
-        self._seconds.labels(capability)
-        self._in_flight.labels(capability)
-        self._tokens.labels(capability, "prompt")
-        self._tokens.labels(capability, "completion")
-        self._polls.labels(capability)
+        # Create the series up front, so dashboards and rate() see zeros instead of gaps. The
+        # children are kept: labels() costs a lock and a dict lookup, and these run per task.
+        self._processed_by = {o: self._processed.labels(capability, o) for o in _OUTCOMES}
+        self._seconds_child = self._seconds.labels(capability)
+        self._in_flight_child = self._in_flight.labels(capability)
+        self._prompt_tokens = self._tokens.labels(capability, "prompt")
+        self._completion_tokens = self._tokens.labels(capability, "completion")
+        self._polls_child = self._polls.labels(capability)
+        self._failed_by: dict[str, Any] = {}
         # Computed at scrape time: readiness depends on the poll age, which changes with no call.
         self._ready.labels(capability).set_function(lambda: 1.0 if health.is_ready() else 0.0)
 
     def task_started(self) -> None:
-        self._in_flight.labels(self.capability).inc()
+        self._in_flight_child.inc()
 
     def task_finished(
         self, outcome: TaskOutcome, seconds: float, *, reason: str | None = None
     ) -> None:
         """One attempt ended. Every outcome but ``succeeded`` also counts in
         ``tasks_failed_total`` under ``reason`` (default: the outcome itself)."""
-        self._in_flight.labels(self.capability).dec()
-        self._seconds.labels(self.capability).observe(seconds)
-        self._processed.labels(self.capability, outcome).inc()
+        self._in_flight_child.dec()
+        self._seconds_child.observe(seconds)
+        processed = self._processed_by.get(outcome)
+        if processed is None:
+            processed = self._processed_by[outcome] = self._processed.labels(
+                self.capability, outcome
+            )
+        processed.inc()
         if outcome != "succeeded":
-            self._failed.labels(self.capability, reason or outcome).inc()
+            label = reason or outcome
+            failed = self._failed_by.get(label)
+            if failed is None:
+                failed = self._failed_by[label] = self._failed.labels(self.capability, label)
+            failed.inc()
 
     def tokens(self, prompt: int, completion: int) -> None:
-        self._tokens.labels(self.capability, "prompt").inc(prompt)
-        self._tokens.labels(self.capability, "completion").inc(completion)
+        # Zero adds nothing; skipping it saves two locked increments per task without a model.
+        if prompt:
+            self._prompt_tokens.inc(prompt)
+        if completion:
+            self._completion_tokens.inc(completion)
 
     def dead_lettered(self, reason: str) -> None:
         """A record went to the DLQ: a poison record that never became a task, or a task that
@@ -245,7 +258,7 @@ class WorkerMetrics:
             self._lag.remove(self.capability, topic, str(partition))
 
     def polled(self) -> None:
-        self._polls.labels(self.capability).inc()
+        self._polls_child.inc()
         self.health.polled()
 
     @property

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+import types
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka.structs import ConsumerRecord
 
@@ -40,6 +41,8 @@ from expediter.worker.failing import backoff, dead_letter, failure_result, is_re
 
 __all__ = ["Outcome", "TaskRunner", "ToolCallerFactory"]
 
+T = TypeVar("T")
+
 OutcomeStatus = Literal["succeeded", "failed", "dead-lettered", "expired"]
 
 
@@ -53,6 +56,51 @@ class Outcome:
     usage: TokenUsage = field(default_factory=TokenUsage)
     reason: str | None = None
     retries: int = 0
+
+
+async def _bounded(work: Awaitable[T], seconds: float) -> T:
+    """``await coro`` under a timeout of ``seconds``, as ``asyncio.timeout`` would.
+
+    Why not just ``asyncio.timeout``: arming and cancelling its timer handle is the largest
+    per-task cost for a handler that never waits (a rule, a lookup). So the coroutine's first
+    step runs here; if it finishes, no timer was needed (a step that never yields cannot be
+    interrupted by a timeout anyway). If it waits, the rest runs under ``asyncio.timeout_at``
+    with the deadline taken before the first step, so the limit is the same as before.
+    """
+    if not isinstance(work, types.CoroutineType):  # a future or other awaitable: no shortcut
+        async with asyncio.timeout(seconds):
+            return await work
+    coro: Coroutine[Any, Any, T] = work
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        waiting = coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except BaseException:
+        coro.close()
+        raise
+    async with asyncio.timeout_at(deadline):
+        return await _resume(coro, waiting)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, T], waiting: Any) -> Generator[Any, Any, T]:
+    """Drive ``coro`` on from a step that yielded ``waiting``, within the calling task: every
+    value the task sends or throws in (a future's wake-up, a cancellation) goes on to it."""
+    try:
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                waiting = coro.throw(exc)
+            else:
+                waiting = coro.send(sent)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        coro.close()
 
 
 class ToolCallerFactory:
@@ -86,6 +134,8 @@ class TaskRunner:
         self.tools = tools
         self.log = log
         self.model = TaskEvent[agent.input_model]  # type: ignore[name-defined]
+        self.results_topic = names.results
+        self.dlq_topic = names.dlq(agent.capability)
 
     async def run(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
         started = time.monotonic()
@@ -118,13 +168,11 @@ class TaskRunner:
             result = failure_result(
                 envelope, self.producer, error, attempt=envelope.attempt, duration_ms=0
             )
-            outcome.publish.append((self.names.results, to_record(result, trace=trace)))
+            outcome.publish.append((self.results_topic, to_record(result, trace=trace)))
         letter = dead_letter(
             record, self.producer, reason=exc.reason, detail=exc.detail, task=envelope
         )
-        outcome.publish.append(
-            (self.names.dlq(self.agent.capability), to_record(letter, trace=trace))
-        )
+        outcome.publish.append((self.dlq_topic, to_record(letter, trace=trace)))
         self.log.warning(
             "record %s[%d]@%d to the DLQ: %s",
             record.topic, record.partition, record.offset, exc,
@@ -143,7 +191,7 @@ class TaskRunner:
             result = failure_result(task, self.producer, error, attempt=task.attempt, duration_ms=0)
             return Outcome(
                 status="expired", reason="expired",
-                publish=[(self.names.results, to_record(result, trace=trace))],
+                publish=[(self.results_topic, to_record(result, trace=trace))],
             )  # fmt: skip
         attempt = task.attempt
         retries = 0
@@ -159,8 +207,9 @@ class TaskRunner:
             )
             started = time.monotonic()
             try:
-                async with asyncio.timeout(self.agent.resources.max_task_seconds):
-                    output = await self.agent.handler(task.input, ctx)
+                output = await _bounded(
+                    self.agent.handler(task.input, ctx), self.agent.resources.max_task_seconds
+                )
                 if not isinstance(output, self.agent.output_model):
                     raise PermanentError(
                         f"the handler returned {type(output).__name__}, not "
@@ -204,7 +253,7 @@ class TaskRunner:
             )
             return Outcome(
                 status="succeeded",
-                publish=[(self.names.results, to_record(result, trace=trace))],
+                publish=[(self.results_topic, to_record(result, trace=trace))],
                 usage=ctx.usage,
                 retries=retries,
             )
@@ -235,7 +284,7 @@ class TaskRunner:
             usage=ctx.usage,
             retries=retries,
             publish=[
-                (self.names.results, to_record(result, trace=trace)),
-                (self.names.dlq(self.agent.capability), to_record(letter, trace=trace)),
+                (self.results_topic, to_record(result, trace=trace)),
+                (self.dlq_topic, to_record(letter, trace=trace)),
             ],
         )

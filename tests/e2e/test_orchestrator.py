@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -23,9 +22,8 @@ import pytest_asyncio
 from expediter.dev import Broker
 from expediter.events import WorkflowEvent, decode
 from expediter.messaging import TopicNames
-from tests.support import read
+from tests.support import cli, read, spawn
 
-ROOT = Path(__file__).resolve().parents[2]
 FLEET = ("soil_analyzer", "pest_detector", "crop_mapper")
 pytestmark = pytest.mark.slow
 
@@ -41,22 +39,6 @@ def env(kafka: Broker, tmp_path: Path) -> dict[str, str]:
         "EXPEDITER_DATA_DIR": str(tmp_path / "faust"),
         "EXPEDITER_CACHE_DIR": os.environ.get("EXPEDITER_CACHE_DIR", ""),
     }
-
-
-def cli(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
 
 
 @pytest_asyncio.fixture

@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,27 +21,10 @@ import pytest
 from expediter.dev import Broker
 from expediter.messaging import TopicNames
 from expediter.supervising import read_state
-from tests.support import produce, read, task
+from tests.support import cli, produce, read, spawn, task
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 TASKS = 40
-
-
-def cli(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-
-
-def spawn(args: list[str], env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
-        stdout=output.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
 
 
 def alive(pid: int) -> bool:
