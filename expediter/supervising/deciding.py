@@ -68,6 +68,6 @@ class AgentScaler:
     def decide(self, t: Seconds, sample: LagSample) -> Decision:
         """Step the engine on ``sample``; the next poll is due one polling interval later."""
         previous = self.simulation.replicas
-        step = self.simulation.step(t, sample.latest, sample.effective_committed())
+        step = self.simulation.step(t, sample.latest, sample.committed)
         self._next_poll = t + max(self.agent.spec.polling_interval, 0.1)
         return Decision(self.agent.name, t, previous, step.replicas, step.reading, step)

@@ -7,15 +7,9 @@ Kafka scaler reads at each poll (kafka_scaler.go ``getConsumerOffsets`` and
 None where the group has none. The latest offsets are read as KEDA reads them, at isolation level
 read_uncommitted (the high watermark).
 
-One deviation, on by default and reported per partition: a transactional producer (the
-orchestrator's exactly-once Faust app) leaves a commit marker after its records, and a worker
-commits ``last record + 1``, so KEDA would see a lag of 1 on such a partition forever and never
-scale to zero. With ``skip_markers`` the sampler probes each partition whose gap is at most
-``MARKER_PROBE_GAP`` with a read_committed fetch from the committed offset: when no record comes
-back and the fetch position reaches the latest offset, the gap holds only control records and
-:meth:`LagSample.effective_committed` counts it as consumed. ``committed`` stays what the group
-committed. The root fix is a worker that commits its position past the markers; then KEDA on a
-cluster agrees too.
+A transactional producer (the orchestrator) leaves a commit marker after its records; the worker
+commits its position past such markers once a partition is idle, so an idle agent reads lag 0
+here as it does on a cluster (expediter.worker.working, ``_commit_past_markers``).
 
 Who calls it: :class:`expediter.supervising.running.Supervisor` at each polling interval, and
 ``expediter watch`` at each refresh.
@@ -27,7 +21,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -39,13 +33,10 @@ from expediter.errors import ConfigurationError
 from expediter.messaging import client_options, connected
 from expediter.settings import KafkaSettings
 
-__all__ = ["MARKER_PROBE_GAP", "LagSample", "LagSampler", "MissingTopicError"]
+__all__ = ["LagSample", "LagSampler", "MissingTopicError"]
 
-MARKER_PROBE_GAP = 3
-"""A gap this small (committed to latest) may be transaction markers only; larger ones are lag."""
 COORDINATOR_ATTEMPTS = 20
 """Tries (0.5 s apart) to read a group's offsets while the coordinator is still loading."""
-_PROBE_SECONDS = 2.0
 
 
 class MissingTopicError(ConfigurationError):
@@ -62,19 +53,6 @@ class LagSample:
     """time.time() when the offsets were read."""
     latest: tuple[int, ...]
     committed: tuple[int | None, ...]
-    markers_only: tuple[bool, ...] = ()
-    """Per partition: the gap between committed and latest holds only transaction markers."""
-
-    def effective_committed(self) -> tuple[int | None, ...]:
-        """``committed``, with a gap of markers only counted as consumed."""
-        if not self.markers_only:
-            return self.committed
-        return tuple(
-            latest if markers else committed
-            for latest, committed, markers in zip(
-                self.latest, self.committed, self.markers_only, strict=True
-            )
-        )
 
     @property
     def partitions(self) -> int:
@@ -94,14 +72,11 @@ class LagSample:
 class LagSampler:
     """Reads offsets for any number of (topic, group) pairs over two long-lived clients."""
 
-    def __init__(self, kafka: KafkaSettings, *, skip_markers: bool = True) -> None:
+    def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
-        self.skip_markers = skip_markers
         self._stack = AsyncExitStack()
         self._admin: Any = None
         self._consumer: Any = None
-        self._prober: Any = None
-        self._probe_lock = asyncio.Lock()
 
     async def __aenter__(self) -> LagSampler:
         options = client_options(self.kafka)
@@ -120,18 +95,6 @@ class LagSampler:
                     self.kafka,
                 )
             )
-            if self.skip_markers:
-                self._prober = await self._stack.enter_async_context(
-                    connected(
-                        AIOKafkaConsumer(
-                            **options,
-                            group_id=None,
-                            enable_auto_commit=False,
-                            isolation_level="read_committed",
-                        ),
-                        self.kafka,
-                    )
-                )
         except BaseException:
             await self._stack.aclose()
             raise
@@ -158,15 +121,11 @@ class LagSampler:
             self._consumer.end_offsets(tps),
             self._committed_offsets(group, tps),
         )
-        sample = LagSample(
+        return LagSample(
             topic=topic, group=group, at=time.time(),
             latest=tuple(int(latest[tp]) for tp in tps),
             committed=tuple(_committed(committed.get(tp)) for tp in tps),
         )  # fmt: skip
-        if self._prober is None:
-            return sample
-        markers = await self._markers_only(tps, sample)
-        return replace(sample, markers_only=tuple(tp in markers for tp in tps))
 
     async def _committed_offsets(self, group: str, tps: list[TopicPartition]) -> Any:
         # A fresh cluster creates __consumer_offsets on the first group request and answers
@@ -180,37 +139,6 @@ class LagSampler:
                     raise
                 await asyncio.sleep(0.5)
         raise AssertionError("unreachable")
-
-    async def _markers_only(self, tps: list[TopicPartition], sample: LagSample) -> set[Any]:
-        gaps = {
-            tp: (committed, latest)
-            for tp, latest, committed in zip(tps, sample.latest, sample.committed, strict=True)
-            if committed is not None and 0 < latest - committed <= MARKER_PROBE_GAP
-        }
-        if not gaps:
-            return set()
-        async with self._probe_lock:  # one assignment at a time on the shared probe consumer
-            prober = self._prober
-            prober.assign(list(gaps))
-            for tp, (committed, _) in gaps.items():
-                prober.seek(tp, committed)
-            # Fetch until each partition shows a record (real lag) or its position reaches the
-            # latest offset (markers only); a partition still unsure at the deadline counts as
-            # lag, as KEDA would count it.
-            found: set[Any] = set()
-            lagging: set[Any] = set()
-            deadline = time.monotonic() + _PROBE_SECONDS
-            while time.monotonic() < deadline and len(found) + len(lagging) < len(gaps):
-                batches = await prober.getmany(*gaps, timeout_ms=100)
-                for tp, (_, latest) in gaps.items():
-                    if tp in found or tp in lagging:
-                        continue
-                    if batches.get(tp):
-                        lagging.add(tp)
-                    elif await prober.position(tp) >= latest:
-                        found.add(tp)
-            # Left assigned: with aiokafka 0.12 an unassign here can hang the consumer's stop.
-        return found
 
     async def sample_all(self, pairs: Sequence[tuple[str, str]]) -> list[LagSample]:
         """:meth:`sample` for each (topic, group), concurrently, in order."""

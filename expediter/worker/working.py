@@ -47,6 +47,8 @@ __all__ = ["Worker"]
 
 T = TypeVar("T")
 _LAG_EVERY = 5.0
+_IDLE_SECONDS = 1.0
+"""A partition with no batch for this long may get its position committed past markers."""
 
 
 class _LedgerTools(ToolCallerFactory):
@@ -97,6 +99,9 @@ class Worker:
         self._inflight: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         """Batch tasks per partition: at most one processing, and earlier ones awaiting commit."""
         self._owned: set[TopicPartition] = set()
+        self._committed_to: dict[TopicPartition, int] = {}
+        """The offset this worker last committed per partition (or read back on assignment)."""
+        self._last_batch: dict[TopicPartition, float] = {}
         self._partitioner = _KeyPartitions()
         self._ran = False
 
@@ -257,12 +262,14 @@ class Worker:
                 if not records:
                     continue
                 consumer.pause(tp)
+                self._last_batch[tp] = time.monotonic()
                 task = asyncio.create_task(self._batch(tp, records, consumer, runner))
                 self._inflight.setdefault(tp, set()).add(task)
                 task.add_done_callback(self._part_done(f"batch of {tp}", tp))
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + _LAG_EVERY
                 await self._report_lag(consumer)
+                await self._commit_past_markers(consumer, producer)
 
     def _part_done(
         self, what: str, tp: TopicPartition | None = None
@@ -362,6 +369,48 @@ class Worker:
             for item in batches:
                 offsets[item.tp] = max(offsets.get(item.tp, 0), item.records[-1].offset + 1)
             await producer.send_offsets_to_transaction(offsets, self.group)
+        self._committed_to.update(offsets)
+
+    async def _commit_past_markers(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+    ) -> None:
+        """Commit the position of idle partitions whose last records were followed by markers.
+
+        A transactional producer (the orchestrator) ends each transaction with a commit marker,
+        an offset no record reaches. Committing "last record + 1" would leave the group one
+        offset short of the end forever, and KEDA, which computes lag from offsets, would see
+        lag 1 and never scale the agent to zero. The consumer's position does pass the markers,
+        and on an idle partition (no batch running or awaiting commit) everything before it
+        was a record this worker committed, a marker, or an aborted record: safe to commit.
+        Called from the fetch loop, so no fetch moves the position meanwhile.
+        """
+        if self._stop.is_set():
+            return
+        now = time.monotonic()
+        waiting = {item.tp for item in self._finished}
+        due: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            if self._inflight.get(tp) or tp in waiting or tp not in self._owned:
+                continue
+            if now - self._last_batch.get(tp, 0.0) < _IDLE_SECONDS:
+                continue
+            position = await consumer.position(tp)
+            committed = self._committed_to.get(tp)
+            if committed is None:
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    continue  # nothing committed yet: the offset reset policy rules, not markers
+                self._committed_to[tp] = committed
+            if position > committed:
+                due[tp] = position
+        if not due:
+            return
+        async with self._commit_lock:
+            due = {tp: offset for tp, offset in due.items() if tp in self._owned}
+            if due:
+                async with producer.transaction():
+                    await producer.send_offsets_to_transaction(due, self.group)
+                self._committed_to.update(due)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == "dead-lettered":
@@ -417,6 +466,8 @@ class Worker:
             self.metrics.forget_partition(tp.topic, tp.partition)
 
     def assign(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions - self._owned:
+            self._committed_to.pop(tp, None)  # another member may have committed meanwhile
         self._owned |= partitions
         self.assignments += 1
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from expediter.dev import Broker
@@ -28,7 +30,7 @@ from expediter.events import (
     encode,
     to_record,
 )
-from expediter.messaging import TopicNames
+from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.settings import WorkerSettings
 from expediter.worker.loading import load_agent
@@ -256,3 +258,33 @@ async def test_card_registered_then_tombstoned_and_metrics_served(
     assert card.input_schema["title"] == "ProbeInput"
     assert cards[1].key == cards[0].key
     assert cards[1].value is None, "a clean stop writes a tombstone"
+
+
+async def test_the_group_commits_past_transaction_markers_so_lag_reaches_zero(
+    kafka: Broker, names: TopicNames, worker: Running
+) -> None:
+    # Tasks produced in transactions, as the orchestrator does: each transaction ends with a
+    # marker no record reaches. KEDA counts lag from offsets, so the group must pass them.
+    topic = names.tasks("probe")
+    producer = AIOKafkaProducer(**client_options(kafka.settings), transactional_id="t-markers")
+    async with connected(producer, kafka.settings):
+        for n in range(0, 30, 3):
+            async with producer.transaction():
+                for event in [task(m, f"wf-{m}") for m in range(n, n + 3)]:
+                    record = to_record(event)
+                    await producer.send(topic, record.value, key=record.key,
+                                        headers=record.headers)  # fmt: skip
+    await read(kafka.settings, names.results, until=lambda r: len(r) >= 30)
+    admin = AIOKafkaAdminClient(**client_options(kafka.settings))
+    consumer = AIOKafkaConsumer(**client_options(kafka.settings))
+    async with connected(admin, kafka.settings), connected(consumer, kafka.settings):
+        tps = [TopicPartition(topic, p) for p in range(3)]  # create_topics' partitions
+        ends = await consumer.end_offsets(tps)
+        lag = -1
+        async with asyncio.timeout(30):
+            while lag != 0:
+                committed = await admin.list_consumer_group_offsets(names.group("probe"))
+                lag = sum(ends[tp] - (committed[tp].offset if tp in committed else 0)
+                          for tp in tps)  # fmt: skip
+                await asyncio.sleep(0.5)
+    assert sum(ends.values()) > 30, "the markers took offsets of their own"

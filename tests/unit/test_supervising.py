@@ -114,14 +114,6 @@ def test_decisions_scale_up_on_lag_and_back_to_zero_after_cooldown() -> None:
     assert "cooldownPeriod" in last.reason
 
 
-def test_transaction_markers_alone_count_as_consumed() -> None:
-    marked = LagSample("t", "g", 0, (5, 7), (4, 7), markers_only=(True, False))
-    assert marked.effective_committed() == (5, 7)
-    assert sample(0, [5], [4]).effective_committed() == (4,)
-    soil = read_scaled_agents(ROOT, TopicNames())[-1]
-    assert not AgentScaler(soil).decide(0, marked).reading.active
-
-
 SLEEPER = "import time\nwhile True: time.sleep(0.05)\n"
 STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + SLEEPER
 
