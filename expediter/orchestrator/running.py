@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 
 from expediter.errors import DecodeError
 from expediter.events import (
+    OutgoingRecord,
     ResultEvent,
     TraceParent,
     WorkflowCommand,
@@ -105,7 +106,9 @@ def build_app(
     # Values are JSON: the changelog stays readable by `expediter status` and any Kafka tool.
     table = cast(WorkflowTable, app.Table("workflows", default=None, key_type=str))
 
-    async def send(event: Any, topic: str, record: Any, partition: int | None = None) -> None:
+    async def send(
+        event: Any, topic: str, record: OutgoingRecord, partition: int | None = None
+    ) -> None:
         # Only enqueued here: the transaction's commit waits for delivery, and fails (and
         # crashes the app, so the records are handled again) when it cannot deliver.
         await app.producer.send(
@@ -132,7 +135,8 @@ def build_app(
         key, _ = table.changelog_topic.prepare_key(state.workflow_id, table.key_serializer)
         data, _ = table.changelog_topic.prepare_value(value, table.value_serializer)
         # The changelog partition is the table partition, which is the handled record's.
-        await send(event, table.changelog_topic.get_topic_name(), _Raw(key, data),
+        await send(event, table.changelog_topic.get_topic_name(),
+                   OutgoingRecord(key=key, value=data, headers=[]),
                    partition=event.message.partition)  # fmt: skip
 
     @app.agent(commands)
@@ -242,13 +246,6 @@ class WorkflowTable(faust.Table[str, Any]):
         # Faust would send the changelog record through the plain producer, outside the
         # transaction that commits the offset of the record that caused the change.
         return None
-
-
-class _Raw:
-    """A changelog record as ``send`` takes it: bytes already encoded by the table's codecs."""
-
-    def __init__(self, key: bytes, value: bytes) -> None:
-        self.key, self.value, self.headers = key, value, None
 
 
 def _transaction_of(app: faust.App, event: Any) -> str:
