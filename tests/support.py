@@ -109,3 +109,14 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         [sys.executable, "-m", "expediter.cli", *args], cwd=ROOT, env=env,
         stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """SIGTERM ``proc`` and wait; past ``timeout`` it is killed (no process outlives a test)."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{proc.args}: still running {timeout:.0f}s after SIGTERM") from None

@@ -22,7 +22,7 @@ import pytest_asyncio
 from expediter.dev import Broker
 from expediter.events import WorkflowEvent, decode
 from expediter.messaging import TopicNames
-from tests.support import cli, read, spawn
+from tests.support import cli, read, spawn, terminate
 
 FLEET = ("soil_analyzer", "pest_detector", "crop_mapper")
 pytestmark = pytest.mark.slow
@@ -49,10 +49,14 @@ async def fleet(
     assert applied.returncode == 0, applied.stderr
     procs = [spawn(["worker", f"agents/{a}.py"], env, tmp_path / f"{a}.log") for a in FLEET]
     yield procs
-    for proc in procs:
+    for proc in procs:  # all at once, so they drain side by side
         proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        assert proc.wait(timeout=60) == 0
+    try:
+        assert [proc.wait(timeout=60) for proc in procs] == [0] * len(procs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def orchestrator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -103,8 +107,7 @@ async def test_submit_wait_and_status(
         assert missing.returncode == 1
         assert "no workflow" in missing.stderr
     finally:
-        orch.send_signal(signal.SIGTERM)
-        orch.wait(timeout=60)
+        terminate(orch)
 
 
 async def test_kill_9_with_200_in_flight_completes_each_exactly_once(
@@ -130,8 +133,7 @@ async def test_kill_9_with_200_in_flight_completes_each_exactly_once(
         await asyncio.sleep(5)  # anything duplicated would show up now
         records = await read(kafka.settings, names.completed, until=lambda r: len(r) >= 200)
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=60)
+        terminate(second)
     completions = Counter(decode(r.value, WorkflowEvent).workflow_id for r in records)
     assert set(completions) == ids, "a workflow never completed"
     assert max(completions.values()) == 1, "a workflow completed twice"
@@ -163,10 +165,7 @@ async def test_two_replicas_share_the_partitions_and_complete_each_once(
     finally:
         for proc in (first, second):
             if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (first, second):
-            if proc is not None:
-                proc.wait(timeout=60)
+                terminate(proc)
     completions = Counter(decode(r.value, WorkflowEvent).workflow_id for r in records)
     assert set(completions) == ids, "a workflow never completed"
     assert max(completions.values()) == 1, "a workflow completed twice"
