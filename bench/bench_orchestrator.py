@@ -48,6 +48,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from common import percentiles
 
 from expediter.dev import provided_broker
 from expediter.events import Producer, WorkflowCommand, WorkflowEvent, decode, to_record
@@ -64,11 +65,6 @@ BENCH = Producer(name="bench-orchestrator", version="0")
 
 def say(**fields: Any) -> None:
     print(json.dumps(fields), file=sys.stderr, flush=True)
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def field_for(n: int, fraction: float) -> str:

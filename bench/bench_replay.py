@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -26,26 +25,15 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from common import emit, task_event
 
 from expediter.dev import provided_broker
-from expediter.events import Producer, TaskEvent, to_record
+from expediter.events import to_record
 from expediter.messaging import client_options, connected
 from expediter.replaying import HistoryReader, Selection, json_line
 from expediter.settings import DevSettings, KafkaSettings
 
 FETCH_BYTES = 8 * 1024 * 1024  # HistoryReader's default, given to the raw reader too
-
-
-def emit(document: dict[str, Any]) -> None:
-    print(json.dumps(document), flush=True)
-
-
-def task_event(n: int) -> TaskEvent:
-    return TaskEvent(
-        producer=Producer(name="bench", version="0"), workflow_id=f"wf-{n % 64:04d}",
-        step_id=f"s{n}", capability="noop",
-        input={"field_id": f"field-{n % 1000}", "depth_cm": 30, "crop": "wheat"},
-    )  # fmt: skip
 
 
 async def fill(settings: KafkaSettings, topic: str, count: int, partitions: int) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -27,9 +26,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from common import emit
 
 from expediter.dev import provided_broker
 from expediter.events import Producer, TaskEvent
@@ -46,10 +45,6 @@ from expediter.supervising import Supervisor, SupervisorOptions, read_scaled_age
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPABILITY = "soil-analysis"
-
-
-def emit(document: dict[str, Any]) -> None:
-    print(json.dumps(document), flush=True)
 
 
 def tasks(count: int) -> list[TaskEvent]:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -32,9 +30,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from common import emit, percentiles, task_event
 
 from expediter.dev import provided_broker
-from expediter.events import Producer, ResultEvent, TaskEvent, decode, to_record
+from expediter.events import ResultEvent, decode, to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.settings import DevSettings, KafkaSettings, WorkerSettings
@@ -43,18 +42,6 @@ from expediter.worker.working import Worker
 
 NOOP = Path(__file__).resolve().parent / "agents" / "noop.py"
 PARTITIONS = 4
-
-
-def emit(document: dict[str, Any]) -> None:
-    print(json.dumps(document), flush=True)
-
-
-def task_event(n: int) -> TaskEvent:
-    return TaskEvent(
-        producer=Producer(name="bench", version="0"), workflow_id=f"wf-{n % 64:04d}",
-        step_id=f"s{n}", capability="noop",
-        input={"field_id": f"field-{n % 1000}", "depth_cm": 30, "crop": "wheat"},
-    )  # fmt: skip
 
 
 async def create(settings: KafkaSettings, names: TopicNames, extra: list[str]) -> None:
@@ -154,11 +141,6 @@ async def paced(settings: KafkaSettings, topic: str, rate: float, seconds: float
             await producer.send_and_wait(topic, value, key=key, headers=headers)
             await asyncio.sleep(1 / rate)
     return sent
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 async def worker_latency(settings: KafkaSettings, rate: float, seconds: float) -> list[float]:
