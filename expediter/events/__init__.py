@@ -29,6 +29,7 @@ from expediter.events.records import (
     record_key,
     to_record,
 )
+from expediter.events.templating import ResultTemplate
 from expediter.events.tracing import TRACEPARENT, TraceParent, continue_trace, trace_from_headers
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "OutgoingRecord",
     "Producer",
     "ResultEvent",
+    "ResultTemplate",
     "StepEvent",
     "TaskError",
     "TaskEvent",

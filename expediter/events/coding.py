@@ -26,7 +26,8 @@ EventT = TypeVar("EventT", bound=BaseModel)
 
 def encode(event: BaseModel) -> bytes:
     """Compact JSON bytes. Datetimes are ISO 8601 with offset, UUIDs strings."""
-    return event.model_dump_json(by_alias=True).encode()
+    # The serializer's own bytes: model_dump_json would decode them to str, for us to encode.
+    return event.__pydantic_serializer__.to_json(event, by_alias=True)
 
 
 def decode(data: bytes | None, model: type[EventT], *, max_bytes: int = MAX_EVENT_BYTES) -> EventT:
@@ -40,7 +41,7 @@ def decode(data: bytes | None, model: type[EventT], *, max_bytes: int = MAX_EVEN
     if len(data) > max_bytes:
         raise DecodeError("oversized", f"{len(data)} bytes is over the limit of {max_bytes}")
     try:
-        return model.model_validate_json(data)
+        return model.__pydantic_validator__.validate_json(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _classify(exc) from None
     except (ValueError, RecursionError) as exc:  # defensive: pydantic-core wraps nearly all

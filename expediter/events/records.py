@@ -11,7 +11,8 @@ Called by every producer in the runtime.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import functools
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
@@ -23,6 +24,7 @@ __all__ = [
     "EVENT_TYPE_HEADER",
     "SCHEMA_VERSION_HEADER",
     "OutgoingRecord",
+    "event_headers",
     "record_key",
     "to_record",
 ]
@@ -37,9 +39,12 @@ DLQ_OFFSET_HEADER = "expediter-dlq-source-offset"
 decoding the value."""
 
 
-@dataclass(frozen=True)
-class OutgoingRecord:
-    """Arguments for ``AIOKafkaProducer.send(topic, value, key=..., headers=...)``."""
+class OutgoingRecord(NamedTuple):
+    """Arguments for ``AIOKafkaProducer.send(topic, value, key=..., headers=...)``.
+
+    A tuple rather than a frozen dataclass: a worker builds one per task, and a frozen
+    dataclass's ``__init__`` costs several times more.
+    """
 
     key: bytes | None
     value: bytes
@@ -55,13 +60,22 @@ def record_key(event: BaseModel) -> bytes | None:
     return workflow_id.encode() if isinstance(workflow_id, str) else None
 
 
+@functools.lru_cache(maxsize=64)
+def event_headers(event_type: str, schema_version: str) -> tuple[tuple[str, bytes], ...]:
+    """The headers that name an event's type and schema version (all but the trace)."""
+    return (
+        (EVENT_TYPE_HEADER, event_type.encode()),
+        (SCHEMA_VERSION_HEADER, schema_version.encode()),
+    )
+
+
 def to_record(event: BaseModel, *, trace: TraceParent | None = None) -> OutgoingRecord:
     """The record for ``event``; ``trace`` continues a trace (a new one starts when None)."""
     headers = [
         (trace or TraceParent.new()).header(),
-        (EVENT_TYPE_HEADER, str(getattr(event, "type", type(event).__name__)).encode()),
-        (SCHEMA_VERSION_HEADER, str(getattr(event, "schema_version", "")).encode()),
-    ]
+        *event_headers(str(getattr(event, "type", type(event).__name__)),
+                       str(getattr(event, "schema_version", ""))),
+    ]  # fmt: skip
     if isinstance(event, DeadLetter):
         headers += [
             (DLQ_REASON_HEADER, event.reason.encode()),

@@ -11,20 +11,21 @@ import random
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["TRACEPARENT", "TraceParent", "continue_trace", "trace_from_headers"]
 
 TRACEPARENT = "traceparent"
-_PATTERN = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_PATTERN = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
 Headers = Sequence[tuple[str, bytes]]
 
 
-@dataclass(frozen=True)
-class TraceParent:
+class TraceParent(NamedTuple):
+    """One ``traceparent``: a tuple, since one is built per record on a worker's hot path."""
+
     trace_id: str
     span_id: str
     flags: str = "01"
@@ -34,18 +35,26 @@ class TraceParent:
         return cls(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
 
     @classmethod
-    def parse(cls, value: str) -> TraceParent | None:
+    def parse(cls, value: str | bytes) -> TraceParent | None:
         """The parsed header, or None when it is malformed (the spec says: start a new trace)."""
-        match = _PATTERN.match(value.strip().lower())
-        if match is None or match[1] == _ZERO_TRACE or match[2] == _ZERO_SPAN:
+        if isinstance(value, str):
+            try:
+                value = value.encode("ascii")
+            except UnicodeEncodeError:
+                return None
+        match = _PATTERN.fullmatch(value.strip().lower())
+        if match is None:
             return None
-        return cls(trace_id=match[1], span_id=match[2], flags=match[3])
+        trace_id, span_id, flags = match[1].decode(), match[2].decode(), match[3].decode()
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        return cls(trace_id, span_id, flags)
 
     def child(self) -> TraceParent:
         # A span id needs to be unique, not secret: random's generator spares the os.urandom
         # system call that secrets makes, once per record on a worker's hot path. Never zero.
         span_id = f"{random.getrandbits(64) or 1:016x}"
-        return TraceParent(trace_id=self.trace_id, span_id=span_id, flags=self.flags)
+        return TraceParent(self.trace_id, span_id, self.flags)
 
     def header(self) -> tuple[str, bytes]:
         return (TRACEPARENT, f"00-{self.trace_id}-{self.span_id}-{self.flags}".encode())
@@ -54,10 +63,7 @@ class TraceParent:
 def trace_from_headers(headers: Headers | None) -> TraceParent | None:
     for name, value in headers or ():
         if name == TRACEPARENT or name.lower() == TRACEPARENT:
-            try:
-                return TraceParent.parse(value.decode("ascii"))
-            except UnicodeDecodeError:
-                return None
+            return TraceParent.parse(value)
     return None
 
 

@@ -24,7 +24,7 @@ from expediter.errors import DecodeError, EngineError, PermanentError, TaskFailu
 from expediter.events import (
     OutgoingRecord,
     Producer,
-    ResultEvent,
+    ResultTemplate,
     TaskError,
     TaskEvent,
     TokenUsage,
@@ -136,6 +136,7 @@ class TaskRunner:
         self.model = TaskEvent[agent.input_model]  # type: ignore[name-defined]
         self.results_topic = names.results
         self.dlq_topic = names.dlq(agent.capability)
+        self._succeeded = ResultTemplate(producer, agent.capability)
 
     async def run(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
         started = time.monotonic()
@@ -238,22 +239,13 @@ class TaskRunner:
                 return self._failed(
                     record, task, trace, error, reason, attempt, retries, ctx, started
                 )
-            result = ResultEvent(
-                producer=self.producer,
-                workflow_id=task.workflow_id,
-                step_id=task.step_id,
-                capability=task.capability,
-                attempt=attempt,
-                deadline=task.deadline,
-                task_id=task.event_id,
-                status="succeeded",
-                output=output.model_dump(mode="json"),
-                usage=ctx.usage,
+            succeeded = self._succeeded.record(
+                task, output, attempt=attempt, usage=ctx.usage, trace=trace,
                 duration_ms=int((time.monotonic() - started) * 1000),
-            )
+            )  # fmt: skip
             return Outcome(
                 status="succeeded",
-                publish=[(self.results_topic, to_record(result, trace=trace))],
+                publish=[(self.results_topic, succeeded)],
                 usage=ctx.usage,
                 retries=retries,
             )

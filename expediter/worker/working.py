@@ -19,7 +19,9 @@ Called by ``expediter worker`` (expediter.cli.worker) and the tests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -47,6 +49,8 @@ __all__ = ["Worker"]
 
 T = TypeVar("T")
 _LAG_EVERY = 5.0
+_BATCH_BYTES = 256 * 1024
+"""The producer's batch size: a quarter of the default max.request.size (1 MB)."""
 _IDLE_SECONDS = 1.0
 """A partition with no batch for this long may get its position committed past markers."""
 
@@ -92,7 +96,7 @@ class Worker:
         """How many times partitions were assigned: 1 for a worker that never rebalanced."""
         self._stop = asyncio.Event()
         self._crash: BaseException | None = None
-        self._slots = asyncio.Semaphore(agent.resources.concurrency)
+        self._slots = _Slots(agent.resources.concurrency)
         self._commit_lock = asyncio.Lock()
         self._finished: list[_Finished] = []
         self._finished_event = asyncio.Event()
@@ -139,6 +143,9 @@ class Worker:
                 # A new transaction right after a commit meets CONCURRENT_TRANSACTIONS while the
                 # markers are written; the 100 ms default backoff would add that to every batch.
                 retry_backoff_ms=10,
+                # A transaction's results go out as one batch per partition (_Publisher); at
+                # the 16 KB default a busy worker sent a produce request per 40 results.
+                max_batch_size=_BATCH_BYTES,
             )
             await self._phase(
                 "producer", stack.enter_async_context(connected(producer, self.kafka))
@@ -158,6 +165,10 @@ class Worker:
             consumer = self._consumer(options)
             await self._phase("join", stack.enter_async_context(connected(consumer, self.kafka)))
             self.health.mark_warm()
+            # What start-up built (modules, the model, pydantic schemas) lives as long as the
+            # process: move it out of the collector's way, so that the collections that tasks'
+            # short-lived objects trigger do not walk it again and again.
+            gc.freeze()
             self.log.info(
                 "worker %s ready: %s", self.instance,
                 ", ".join(f"{name} {secs:.2f}s" for name, secs in self.phases.items()),
@@ -300,11 +311,15 @@ class Worker:
         handed = 0  # records[:handed] are with the committer
         commits: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
+        hand_over_due = False
 
         def hand_over_done_prefix() -> None:
             # Offsets commit in order, so only the finished prefix of the batch can go; it goes
-            # at once, so that slow tasks (an LLM call) commit one by one, not per batch.
-            nonlocal handed
+            # soon after a task ends, so that slow tasks (an LLM call) commit one by one, not
+            # per batch. "Soon" is the next turn of the loop: tasks that end in the same turn
+            # (handlers that never wait) go over together.
+            nonlocal handed, hand_over_due
+            hand_over_due = False
             end = handed
             while end < len(records) and records[end].offset in outcomes:
                 end += 1
@@ -315,14 +330,24 @@ class Worker:
                 commits.append(committed)
                 handed = end
 
+        slots = self._slots
+        started, count = self.metrics.task_started, self._count
+
         async def lane(items: list[ConsumerRecord[bytes, bytes]]) -> None:
+            nonlocal hand_over_due
             for record in items:  # one key's tasks, in offset order
-                async with self._slots:
-                    self.metrics.task_started()
+                if not slots.take_now():
+                    await slots.take()
+                try:
+                    started()
                     outcome = await runner.run(record)
-                    self._count(outcome)
+                    count(outcome)
+                finally:
+                    slots.give()
                 outcomes[record.offset] = outcome
-                hand_over_done_prefix()
+                if not hand_over_due:
+                    hand_over_due = True
+                    loop.call_soon(hand_over_done_prefix)
 
         await asyncio.gather(*(lane(items) for items in lanes.values()))
         # Every record ran: the next batch of this partition may run while this one commits
@@ -359,12 +384,10 @@ class Worker:
 
     async def _commit(self, producer: AIOKafkaProducer, batches: list[_Finished]) -> None:
         async with producer.transaction():
-            publisher = _Publisher(producer, self._partitioner)
-            for item in batches:
-                for record in item.records:
-                    for topic, out in item.outcomes[record.offset].publish:
-                        await publisher.add(topic, out)
-            await publisher.flush()
+            await _Publisher(producer, self._partitioner).publish(
+                [out for item in batches for record in item.records
+                 for out in item.outcomes[record.offset].publish]
+            )  # fmt: skip
             offsets: dict[TopicPartition, int] = {}
             for item in batches:
                 offsets[item.tp] = max(offsets.get(item.tp, 0), item.records[-1].offset + 1)
@@ -516,52 +539,105 @@ class _Publisher:
     Why not ``producer.send`` per record: it costs an await, a metadata wait, a serialise and a
     murmur2 per record, the largest share of the commit path. The records land in the same
     partitions (the default partitioner), in the same order per partition, in the same
-    transaction. A record too big for a batch goes through ``send`` as before (after what was
-    batched for its partition, to keep the order), so the producer's size checks still apply.
+    transaction. A record too big for a batch goes through ``send`` (after what was batched for
+    its partition, to keep the order), so the producer's size checks still apply. Building
+    comes first and sending after, so that no record waits on an await.
     """
 
-    _BATCHED_MAX = 16_000  # under the producer's default batch_size (16384)
+    _BATCHED_MAX = _BATCH_BYTES - 1024  # a record that fits in a batch, with its overhead
 
     def __init__(self, producer: AIOKafkaProducer, partitioner: _KeyPartitions) -> None:
         self.producer = producer
         self.partitioner = partitioner
         self._builders: dict[TopicPartition, Any] = {}
+        self._ready: list[tuple[TopicPartition, Any]] = []
+        """Full builders and big records, in the order they must go."""
         self._partitions: dict[str, tuple[list[int], list[int]]] = {}
 
-    async def add(self, topic: str, record: OutgoingRecord) -> None:
-        layout = self._partitions.get(topic)
-        if layout is None:
+    async def publish(self, records: list[tuple[str, OutgoingRecord]]) -> None:
+        for topic in {topic for topic, _ in records}:
             # The same lists, in the same order, that producer.send gives the partitioner.
             every = list(await self.producer.partitions_for(topic))
             available = list(self.producer.client.cluster.available_partitions_for_topic(topic))
-            layout = self._partitions[topic] = (every, available)
-        tp = TopicPartition(topic, self.partitioner(topic, record.key, *layout))
-        size = len(record.value) + len(record.key or b"")
-        if size > self._BATCHED_MAX:
-            await self._send(tp)
-            await self.producer.send(
-                topic, record.value, key=record.key, headers=record.headers,
-                partition=tp.partition,
-            )  # fmt: skip
+            self._partitions[topic] = (every, available)
+        for topic, record in records:
+            self._add(topic, record)
+        await self._flush()
+
+    def _add(self, topic: str, record: OutgoingRecord) -> None:
+        tp = TopicPartition(topic, self.partitioner(topic, record.key, *self._partitions[topic]))
+        if len(record.value) + len(record.key or b"") > self._BATCHED_MAX:
+            self._seal(tp)
+            self._ready.append((tp, record))
             return
         builder = self._builders.get(tp)
         if builder is None:
             builder = self._builders[tp] = self.producer.create_batch()
         if builder.append(key=record.key, value=record.value, timestamp=None,
                           headers=record.headers) is None:  # fmt: skip
-            await self._send(tp)  # full: send it and start the next
+            self._seal(tp)  # full: it goes as it is, and the record starts the next
             builder = self._builders[tp] = self.producer.create_batch()
             builder.append(key=record.key, value=record.value, timestamp=None,
                            headers=record.headers)  # fmt: skip
 
-    async def flush(self) -> None:
-        for tp in list(self._builders):
-            await self._send(tp)
-
-    async def _send(self, tp: TopicPartition) -> None:
+    def _seal(self, tp: TopicPartition) -> None:
         builder = self._builders.pop(tp, None)
         if builder is not None:
-            await self.producer.send_batch(builder, tp.topic, partition=tp.partition)
+            self._ready.append((tp, builder))
+
+    async def _flush(self) -> None:
+        for tp in list(self._builders):
+            self._seal(tp)
+        ready, self._ready = self._ready, []
+        for tp, item in ready:
+            if isinstance(item, OutgoingRecord):
+                await self.producer.send(
+                    tp.topic, item.value, key=item.key, headers=item.headers,
+                    partition=tp.partition,
+                )  # fmt: skip
+            else:
+                await self.producer.send_batch(item, tp.topic, partition=tp.partition)
+
+
+class _Slots:
+    """How many tasks may run at once: a semaphore whose free case needs no await.
+
+    asyncio.Semaphore costs two coroutines per acquire, once per task; most acquires find a
+    slot free. A released slot goes straight to the longest waiter (first come, first served).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free and nobody waits for one; say whether it did."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.take_now():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot in the same turn it was cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

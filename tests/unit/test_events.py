@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from expediter.errors import DecodeError
 from expediter.events import (
@@ -18,13 +18,16 @@ from expediter.events import (
     DeadLetter,
     Producer,
     ResultEvent,
+    ResultTemplate,
     TaskError,
     TaskEvent,
+    TokenUsage,
     TraceParent,
     WorkflowEvent,
     continue_trace,
     decode,
     encode,
+    to_record,
     trace_from_headers,
 )
 
@@ -213,6 +216,57 @@ results = st.builds(
 @given(event=st.one_of(tasks, results))
 def test_any_valid_event_decodes_to_itself(event: TaskEvent | ResultEvent) -> None:
     assert decode(encode(event), type(event)) == event
+
+
+class FreeOutput(BaseModel):
+    values: dict[str, Any]
+    note: str = Field(default="", alias="Note")
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    task=tasks, values=st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    note=st.text(max_size=20), attempt=st.integers(1, 1000), duration_ms=st.integers(0, 10**9),
+    usage=st.builds(TokenUsage, prompt_tokens=st.integers(0, 10**6),
+                    completion_tokens=st.integers(0, 10**6)) | st.just(TokenUsage()),
+    created_at=moments, event_id=st.uuids(),
+)  # fmt: skip
+def test_a_templated_result_is_the_record_of_the_model(
+    task: TaskEvent, values: dict[str, Any], note: str, attempt: int, duration_ms: int,
+    usage: TokenUsage, created_at: datetime, event_id: uuid.UUID,
+) -> None:  # fmt: skip
+    """The worker's fast path writes byte for byte what the validating model writes."""
+    output = FreeOutput(values=values, Note=note)
+    trace = TraceParent.new()
+    created_at = created_at.astimezone(UTC)
+    template = ResultTemplate(PRODUCER, task.capability)
+    fast = template.record(
+        task, output, attempt=attempt, usage=usage, duration_ms=duration_ms, trace=trace,
+        event_id=event_id, created_at=created_at,
+    )  # fmt: skip
+    model = ResultEvent[FreeOutput](
+        event_id=event_id, created_at=created_at, producer=PRODUCER, workflow_id=task.workflow_id,
+        step_id=task.step_id, capability=task.capability, attempt=attempt, deadline=task.deadline,
+        task_id=task.event_id, status="succeeded", output=output, usage=usage,
+        duration_ms=duration_ms,
+    )  # fmt: skip
+    assert fast == to_record(model, trace=trace)
+    assert decode(fast.value, ResultEvent[FreeOutput]) == model
+
+
+def test_templated_results_get_fresh_version_4_ids_and_times() -> None:
+    task = TaskEvent(producer=PRODUCER, input={}, **STEP)
+    template = ResultTemplate(PRODUCER, task.capability)
+    output = FreeOutput(values={})
+    before = datetime.now(UTC)
+    results = [
+        decode(template.record(task, output, attempt=1, usage=TokenUsage(), duration_ms=0,
+                               trace=TraceParent.new()).value, ResultEvent)
+        for _ in range(200)
+    ]  # fmt: skip
+    assert len({result.event_id for result in results}) == 200
+    assert all(r.event_id.version == 4 and r.event_id.variant == uuid.RFC_4122 for r in results)
+    assert all(before <= r.created_at <= datetime.now(UTC) for r in results)
 
 
 @settings(max_examples=500)
