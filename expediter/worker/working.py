@@ -1,10 +1,11 @@
 """The Worker: one agent as a stateless consumer of ``tasks.<capability>``.
 
 Fetching and processing are decoupled. The poll loop never waits for a task: each partition's
-batch of records runs in a task of its own while the partition is paused, and polling goes on,
-so a task longer than max.poll.interval.ms costs no group membership. Inside a batch, records
-of one key (one workflow) run in order, keys run side by side, and a semaphore bounds the
-worker's concurrency.
+batch of records runs in a task of its own, and polling goes on, so a task longer than
+max.poll.interval.ms costs no group membership. A partition's next batch is fetched while one
+runs (no idle round trip between batches) and waits behind it; with one running and one
+waiting, the partition is paused. Inside a batch, records of one key (one workflow) run in
+order, keys run side by side, and a semaphore bounds the worker's concurrency.
 
 Delivery is consume-transform-produce in a Kafka transaction: a batch's results and dead
 letters, and the consumer offset after it, commit atomically (transactional id per instance,
@@ -101,7 +102,10 @@ class Worker:
         self._finished: list[_Finished] = []
         self._finished_event = asyncio.Event()
         self._inflight: dict[TopicPartition, set[asyncio.Task[None]]] = {}
-        """Batch tasks per partition: at most one processing, and earlier ones awaiting commit."""
+        """Batch tasks per partition: at most one running and one waiting behind it, and
+        earlier ones awaiting their commit."""
+        self._processing: dict[TopicPartition, asyncio.Future[None]] = {}
+        """Per partition, done once the last fetched batch has run (its commit may wait)."""
         self._owned: set[TopicPartition] = set()
         self._committed_to: dict[TopicPartition, int] = {}
         """The offset this worker last committed per partition (or read back on assignment)."""
@@ -272,9 +276,15 @@ class Worker:
             for tp, records in batches.items():
                 if not records:
                     continue
-                consumer.pause(tp)
+                previous = self._processing.get(tp)
+                if previous is not None and not previous.done():
+                    # One batch runs and this one waits behind it: hold no more.
+                    consumer.pause(tp)
+                ran = self._processing[tp] = asyncio.get_running_loop().create_future()
                 self._last_batch[tp] = time.monotonic()
-                task = asyncio.create_task(self._batch(tp, records, consumer, runner))
+                task = asyncio.create_task(
+                    self._batch(tp, records, consumer, runner, previous, ran)
+                )
                 self._inflight.setdefault(tp, set()).add(task)
                 task.add_done_callback(self._part_done(f"batch of {tp}", tp))
             if time.monotonic() >= next_lag:
@@ -303,7 +313,31 @@ class Worker:
         records: list[ConsumerRecord[bytes, bytes]],
         consumer: AIOKafkaConsumer,
         runner: TaskRunner,
+        previous: asyncio.Future[None] | None,
+        ran: asyncio.Future[None],
     ) -> None:
+        """Run one fetched batch of ``tp`` after ``previous`` (the batch before it) ran; set
+        ``ran`` once every record ran, then wait for the commit."""
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+                if tp in consumer.assignment():
+                    consumer.resume(tp)  # paused while this batch waited; it runs now
+            commits = await self._run_batch(tp, records, runner)
+        finally:
+            if not ran.done():
+                ran.set_result(None)
+        # The next batch of this partition may run while this one commits (the consumer's
+        # position is past it, and the committer keeps hand-over order).
+        await asyncio.gather(*commits)
+
+    async def _run_batch(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+        runner: TaskRunner,
+    ) -> list[asyncio.Future[None]]:
+        """Run every record; the futures say when each handed-over part is committed."""
         lanes: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = {}
         for record in records:
             lanes.setdefault(record.key, []).append(record)
@@ -350,11 +384,8 @@ class Worker:
                     loop.call_soon(hand_over_done_prefix)
 
         await asyncio.gather(*(lane(items) for items in lanes.values()))
-        # Every record ran: the next batch of this partition may run while this one commits
-        # (the consumer's position is past it, and the committer keeps hand-over order).
-        if tp in consumer.assignment():
-            consumer.resume(tp)
-        await asyncio.gather(*commits)
+        hand_over_done_prefix()  # if the last one is still due
+        return commits
 
     async def _commit_loop(self, producer: AIOKafkaProducer) -> None:
         """Commit finished batches, as many as are waiting, in one transaction.
