@@ -18,6 +18,7 @@ Called by the worker (:mod:`expediter.worker.processing`).
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -100,7 +101,7 @@ class ResultTemplate:
         deadline = task.deadline
         value = b"".join((
             p[0], str(event_id).encode() if event_id else _new_id(),
-            p[1], _time(created_at or datetime.now(UTC)),
+            p[1], _time(created_at) if created_at else _now(),
             p[2], task.workflow_id.encode(),
             p[3], task.step_id.encode(),
             p[4], task.capability.encode(),
@@ -125,6 +126,25 @@ def _marker_json(marker: Any) -> bytes:
 def _time(moment: datetime) -> bytes:
     """``moment`` (UTC) as pydantic writes it: ISO 8601 with ``Z``, microseconds if any."""
     return moment.isoformat().replace("+00:00", "Z").encode()
+
+
+class _Clock:
+    """Now as :func:`_time` writes it, with the date and time formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = b""
+
+    def now(self) -> bytes:
+        nanos = time.time_ns()
+        second, micros = nanos // 1_000_000_000, nanos // 1000 % 1_000_000
+        if second != self._second:
+            moment = datetime.fromtimestamp(second, UTC)
+            self._second, self._prefix = second, moment.strftime("%Y-%m-%dT%H:%M:%S").encode()
+        return self._prefix + (b".%06dZ" % micros if micros else b"Z")
+
+
+_now = _Clock().now
 
 
 def _new_id() -> bytes:

@@ -17,8 +17,8 @@ __all__ = ["TRACEPARENT", "TraceParent", "continue_trace", "trace_from_headers"]
 
 TRACEPARENT = "traceparent"
 _PATTERN = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -42,13 +42,14 @@ class TraceParent(NamedTuple):
                 value = value.encode("ascii")
             except UnicodeEncodeError:
                 return None
-        match = _PATTERN.fullmatch(value.strip().lower())
+        # Headers as this runtime writes them match at once; others are tidied first.
+        match = _PATTERN.fullmatch(value) or _PATTERN.fullmatch(value.strip().lower())
         if match is None:
             return None
-        trace_id, span_id, flags = match[1].decode(), match[2].decode(), match[3].decode()
+        trace_id, span_id, flags = match.group(1, 2, 3)
         if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             return None
-        return cls(trace_id, span_id, flags)
+        return cls(trace_id.decode(), span_id.decode(), flags.decode())
 
     def child(self) -> TraceParent:
         # A span id needs to be unique, not secret: random's generator spares the os.urandom

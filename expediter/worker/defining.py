@@ -56,7 +56,7 @@ class ToolCaller(Protocol):
 _NO_USAGE = TokenUsage()
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskContext:
     """What a handler gets besides its input: the task's coordinates, the engine, the tools."""
 

@@ -107,12 +107,15 @@ class ToolCallerFactory:
     """Builds the tool caller for one task; the worker supplies one backed by the ledger."""
 
     def __call__(self, task: TaskEvent[Any]) -> ToolCaller:
-        return _NoTools()
+        return _NO_TOOLS
 
 
 class _NoTools:
     async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         raise ToolError(f"tool {name!r} refused: this agent declares no tools (Agent(tools=...))")
+
+
+_NO_TOOLS = _NoTools()
 
 
 class TaskRunner:
@@ -137,6 +140,9 @@ class TaskRunner:
         self.results_topic = names.results
         self.dlq_topic = names.dlq(agent.capability)
         self._succeeded = ResultTemplate(producer, agent.capability)
+        self._handler = agent.handler
+        self._output_model = agent.output_model
+        self._max_seconds = agent.resources.max_task_seconds
 
     async def run(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
         started = time.monotonic()
@@ -208,10 +214,10 @@ class TaskRunner:
             )
             started = time.monotonic()
             try:
-                output = await _bounded(
-                    self.agent.handler(task.input, ctx), self.agent.resources.max_task_seconds
-                )
-                if not isinstance(output, self.agent.output_model):
+                output = await _bounded(self._handler(task.input, ctx), self._max_seconds)
+                if type(output) is not self._output_model and not isinstance(
+                    output, self._output_model
+                ):
                     raise PermanentError(
                         f"the handler returned {type(output).__name__}, not "
                         f"{self.agent.output_model.__name__}",
