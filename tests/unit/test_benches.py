@@ -19,7 +19,9 @@ from expediter.dev import Broker
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 QUICK = {
     "bench_events.py": ["--seconds", "0.05", "--rounds", "1"],
-    "bench_worker.py": ["--tasks", "200", "--rate", "20", "--seconds", "1", "--no-model"],
+    "bench_worker.py": [
+        *("--tasks", "200", "--rounds", "1", "--rate", "20", "--seconds", "1", "--no-model"),
+    ],
     "bench_replay.py": ["--records", "300", "--rounds", "1"],
     "bench_orchestrator.py": [
         *("--workflows", "20", "--rate", "10", "--latency-count", "10"),
