@@ -11,7 +11,9 @@
 - Memory: peak RSS (VmHWM) of a worker process without a model, and with Gemma 3 270M loaded
   (EXPEDITER_ENGINE_KIND=llama; null when the [llm] extra is not installed).
 
-The last line is one JSON object; its ``ratio`` is the throughput ratio.
+Everything runs in one process, on the event loop ``expediter worker`` picks (uvloop where it
+is installed; EXPEDITER_EVENT_LOOP=asyncio for asyncio's), the raw baseline included. The last
+line is one JSON object; its ``ratio`` is the throughput ratio.
 
     .venv/bin/python bench/bench_worker.py [--tasks 20000] [--rounds 3] [--rate 20] [--seconds 5]
 """
@@ -41,6 +43,7 @@ from expediter.events import ResultEvent, decode, to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.settings import DevSettings, KafkaSettings, WorkerSettings
+from expediter.worker import looping
 from expediter.worker.loading import load_agent
 from expediter.worker.working import Worker
 
@@ -253,7 +256,8 @@ async def _peak_rss_mb(settings: KafkaSettings, names: TopicNames, engine: str) 
 async def main(args: argparse.Namespace) -> None:
     async with provided_broker(DevSettings(dir=Path(".expediter/bench"))) as broker:
         settings = broker.settings
-        emit({"broker": broker.kind, "version": broker.version, "bootstrap": broker.bootstrap})
+        emit({"broker": broker.kind, "version": broker.version, "bootstrap": broker.bootstrap,
+              "event_loop": looping.loop_kind(WorkerSettings().event_loop)})  # fmt: skip
         # Worker and raw take turns, and the medians count: the machines are shared, and a
         # neighbour's burst during one phase would otherwise decide the ratio.
         worker_rates, raw_rates = [], []
@@ -277,6 +281,7 @@ async def main(args: argparse.Namespace) -> None:
                 "bench": "worker",
                 "tasks": args.tasks,
                 "rounds": args.rounds,
+                "event_loop": looping.loop_kind(WorkerSettings().event_loop),
                 "task_bytes": size,
                 "worker_per_s": round(worker_rate),
                 "raw_echo_per_s": round(raw_rate),
@@ -300,4 +305,4 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=20.0, help="tasks per second, latency phase")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency phase")
     parser.add_argument("--no-model", action="store_true", help="skip the Gemma RSS measurement")
-    asyncio.run(main(parser.parse_args()))
+    looping.run(main(parser.parse_args()), WorkerSettings().event_loop)

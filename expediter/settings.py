@@ -179,6 +179,11 @@ class WorkerSettings(BaseSettings):
     re-runs point it at the original, so recorded tool results replace side effects."""
     json_logs: bool = False
     """One JSON object per log line, for log shippers."""
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The event loop ``expediter worker`` runs on. ``auto``: uvloop where it is installed (a
+    dependency on Linux and macOS), whose loop and sockets cost less CPU per task than
+    asyncio's (bench/bench_worker.py runs on it too); else asyncio's own loop. ``asyncio``
+    helps when debugging the loop itself."""
 
 
 class OrchestratorSettings(BaseSettings):

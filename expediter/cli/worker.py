@@ -21,6 +21,7 @@ import typer
 from expediter.cli.stopping import arm_watchdog
 from expediter.reasoning import engine_from_settings
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
+from expediter.worker import looping
 from expediter.worker.loading import load_agent
 from expediter.worker.logs import configure_logging
 from expediter.worker.working import Worker
@@ -45,7 +46,7 @@ def worker(
     agent = load_agent(path)
     engine = engine_from_settings(EngineSettings(), rules=agent.rules)
     running = Worker(agent, engine, kafka=KafkaSettings(), settings=settings)
-    asyncio.run(_serve(running))
+    looping.run(_serve(running), settings.event_loop)
 
 
 async def _serve(running: Worker) -> None:
