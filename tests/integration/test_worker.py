@@ -105,6 +105,26 @@ async def test_each_task_gets_one_result_in_key_order(
         assert ns == sorted(ns), f"{wf}: results out of order"
 
 
+async def test_batches_fetched_while_one_runs_keep_key_order(
+    kafka: Broker, names: TopicNames
+) -> None:
+    """Tiny batches: a partition's next batch arrives while one runs and must wait its turn."""
+    running = await start_worker(kafka, names, max_batch_records=2)
+    try:
+        events = [task(n, f"wf-{n % 6}", sleep=0.02 * (n % 2)) for n in range(60)]
+        await produce(kafka.settings, names.tasks("probe"), events)
+        records = await read(kafka.settings, names.results, until=lambda r: len(r) >= 60)
+        await settle()
+    finally:
+        running.worker.request_stop()
+        await asyncio.wait_for(running.task, 60)
+    results = results_of(records)
+    assert sorted(r.task_id for r in results) == sorted(e.event_id for e in events)
+    for wf in {e.workflow_id for e in events}:
+        ns = [r.output["n"] for r in results if r.workflow_id == wf]  # type: ignore[index]
+        assert ns == sorted(ns), f"{wf}: results out of order"
+
+
 async def test_trace_context_continues_into_results(
     kafka: Broker, names: TopicNames, worker: Running
 ) -> None:

@@ -1,0 +1,55 @@
+"""The worker's task slots: a bound on concurrency, first come first served, no leak on cancel."""
+
+from __future__ import annotations
+
+import asyncio
+
+from expediter.worker.working import _Slots
+
+
+async def test_slots_bound_concurrency_and_serve_waiters_in_order() -> None:
+    slots = _Slots(2)
+    running, peak, order = 0, 0, []
+
+    async def job(n: int) -> None:
+        nonlocal running, peak
+        if not slots.take_now():
+            await slots.take()
+        try:
+            running += 1
+            peak = max(peak, running)
+            order.append(n)
+            await asyncio.sleep(0.01)
+        finally:
+            running -= 1
+            slots.give()
+
+    await asyncio.gather(*(job(n) for n in range(8)))
+    assert peak == 2
+    assert order == list(range(8))
+
+
+async def test_a_cancelled_waiter_leaves_no_slot_taken() -> None:
+    slots = _Slots(1)
+    assert slots.take_now()
+    waiter = asyncio.create_task(slots.take())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    slots.give()
+    assert slots.take_now(), "the slot was lost to the cancelled waiter"
+
+
+async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on() -> None:
+    slots = _Slots(1)
+    assert slots.take_now()
+    first = asyncio.create_task(slots.take())
+    second = asyncio.create_task(slots.take())
+    await asyncio.sleep(0)
+    slots.give()  # hands the slot to `first`...
+    first.cancel()  # ...which is cancelled before it runs again
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 1)  # so `second` gets it
+    assert not slots.take_now()
+    slots.give()
+    assert slots.take_now()
