@@ -69,6 +69,17 @@ def trace_from_headers(headers: Headers | None) -> TraceParent | None:
 
 
 def continue_trace(headers: Headers | None) -> TraceParent:
-    """A child of the incoming record's trace, or a new trace when it carries none."""
-    parent = trace_from_headers(headers)
-    return parent.child() if parent else TraceParent.new()
+    """A child of the incoming record's trace, or a new trace when it carries none.
+
+    The same as ``trace_from_headers(headers).child()``, in one step: a worker calls it once
+    per record, and the steps' calls and tuples were a tenth of a no-op task's cost.
+    """
+    for name, value in headers or ():
+        if name == TRACEPARENT or name.lower() == TRACEPARENT:
+            if isinstance(value, bytes):
+                match = _PATTERN.fullmatch(value) or _PATTERN.fullmatch(value.strip().lower())
+                if match and match[1] != _ZERO_TRACE and match[2] != _ZERO_SPAN:
+                    span_id = f"{random.getrandbits(64) or 1:016x}"
+                    return TraceParent(match[1].decode(), span_id, match[3].decode())
+            break
+    return TraceParent.new()

@@ -476,9 +476,12 @@ class Worker:
             self.metrics.task_finished("failed", outcome.seconds, reason=outcome.reason)
             if outcome.status == "failed":
                 self.metrics.dead_lettered(outcome.reason or "unknown")
-        for _ in range(outcome.retries):
-            self.metrics.task_finished("retried", 0.0)
-        self.metrics.tokens(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
+        if outcome.retries:
+            for _ in range(outcome.retries):
+                self.metrics.task_finished("retried", 0.0)
+        usage = outcome.usage
+        if usage.prompt_tokens or usage.completion_tokens:
+            self.metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
