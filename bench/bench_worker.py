@@ -15,7 +15,7 @@ Everything runs in one process, on the event loop ``expediter worker`` picks (uv
 is installed; EXPEDITER_EVENT_LOOP=asyncio for asyncio's), the raw baseline included. The last
 line is one JSON object; its ``ratio`` is the throughput ratio.
 
-    .venv/bin/python bench/bench_worker.py [--tasks 20000] [--rounds 3] [--rate 20] [--seconds 5]
+    .venv/bin/python bench/bench_worker.py [--tasks 20000] [--rounds 5] [--rate 20] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ async def worker_throughput(settings: KafkaSettings, count: int) -> tuple[float,
                         settings=worker_settings(names))  # fmt: skip
         reader = asyncio.create_task(count_until(settings, names.results, count))
         running = asyncio.create_task(worker.run())
-        while not worker.health.warm:
-            await asyncio.sleep(0.01)
+        while not worker.assignments:  # warm, joined, and holding its partitions
+            await asyncio.sleep(0.005)
         started = time.monotonic()
         finished = await reader
         worker.request_stop()
@@ -132,7 +132,7 @@ async def raw_throughput(settings: KafkaSettings, count: int) -> float:
                     connected(consumer, settings)):  # fmt: skip
             await consumer.getmany(timeout_ms=0)  # join before the clock starts, as the worker did
             while not consumer.assignment():
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.005)
             started = time.monotonic()
             done = 0
             while done < count:
@@ -301,7 +301,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (medians)")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds (medians)")
     parser.add_argument("--rate", type=float, default=20.0, help="tasks per second, latency phase")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency phase")
     parser.add_argument("--no-model", action="store_true", help="skip the Gemma RSS measurement")
