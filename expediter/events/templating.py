@@ -56,13 +56,11 @@ _QUOTED = {"event_id", "created_at", "workflow_id", "step_id", "capability", "ta
 
 
 class ResultTemplate:
-    """The records of succeeded results of one agent, by ``template.record(task, ...)``."""
+    """The records of succeeded results written by ``producer``: ``template.record(task, ...)``."""
 
-    def __init__(self, producer: Producer, capability: str) -> None:
-        prototype = ResultEvent(
-            producer=producer, status="succeeded", **{**_MARKERS, "capability": capability}
-        )
-        document = encode(prototype.model_copy(update={"capability": _MARKERS["capability"]}))
+    def __init__(self, producer: Producer) -> None:
+        prototype = ResultEvent(producer=producer, status="succeeded", **_MARKERS)
+        document = encode(prototype)
         cuts: list[tuple[int, int, str]] = []
         for name, marker in _MARKERS.items():
             value = _marker_json(marker)

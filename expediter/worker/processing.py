@@ -139,7 +139,7 @@ class TaskRunner:
         self.model = TaskEvent[agent.input_model]  # type: ignore[name-defined]
         self.results_topic = names.results
         self.dlq_topic = names.dlq(agent.capability)
-        self._succeeded = ResultTemplate(producer, agent.capability)
+        self._succeeded = ResultTemplate(producer)
         self._handler = agent.handler
         self._output_model = agent.output_model
         self._max_seconds = agent.resources.max_task_seconds

@@ -20,7 +20,6 @@ Called by ``expediter worker`` (expediter.cli.worker) and the tests.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import gc
 import logging
@@ -33,25 +32,24 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from expediter.errors import ConfigurationError
-from expediter.events import AgentCard, OutgoingRecord, Producer, TaskEvent, to_record
+from expediter.events import AgentCard, Producer, TaskEvent, to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import KafkaSettings, WorkerSettings
 from expediter.tools import ToolBox, ToolLedger
 from expediter.worker.defining import Agent, ToolCaller
+from expediter.worker.limiting import Slots
 from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
 from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory
+from expediter.worker.publishing import BATCH_BYTES, KeyPartitions, Publisher
 
 __all__ = ["Worker"]
 
 T = TypeVar("T")
 _LAG_EVERY = 5.0
-_BATCH_BYTES = 256 * 1024
-"""The producer's batch size: a quarter of the default max.request.size (1 MB)."""
 _IDLE_SECONDS = 1.0
 """A partition with no batch for this long may get its position committed past markers."""
 
@@ -97,7 +95,7 @@ class Worker:
         """How many times partitions were assigned: 1 for a worker that never rebalanced."""
         self._stop = asyncio.Event()
         self._crash: BaseException | None = None
-        self._slots = _Slots(agent.resources.concurrency)
+        self._slots = Slots(agent.resources.concurrency)
         self._commit_lock = asyncio.Lock()
         self._finished: list[_Finished] = []
         self._finished_event = asyncio.Event()
@@ -110,7 +108,7 @@ class Worker:
         self._committed_to: dict[TopicPartition, int] = {}
         """The offset this worker last committed per partition (or read back on assignment)."""
         self._last_batch: dict[TopicPartition, float] = {}
-        self._partitioner = _KeyPartitions()
+        self._partitioner = KeyPartitions()
         self._ran = False
 
     # -- control ------------------------------------------------------------------------------
@@ -147,9 +145,8 @@ class Worker:
                 # A new transaction right after a commit meets CONCURRENT_TRANSACTIONS while the
                 # markers are written; the 100 ms default backoff would add that to every batch.
                 retry_backoff_ms=10,
-                # A transaction's results go out as one batch per partition (_Publisher); at
-                # the 16 KB default a busy worker sent a produce request per 40 results.
-                max_batch_size=_BATCH_BYTES,
+                # A transaction's results go out as one batch per partition (Publisher).
+                max_batch_size=BATCH_BYTES,
             )
             await self._phase(
                 "producer", stack.enter_async_context(connected(producer, self.kafka))
@@ -415,7 +412,7 @@ class Worker:
 
     async def _commit(self, producer: AIOKafkaProducer, batches: list[_Finished]) -> None:
         async with producer.transaction():
-            await _Publisher(producer, self._partitioner).publish(
+            await Publisher(producer, self._partitioner).publish(
                 [out for item in batches for record in item.records
                  for out in item.outcomes[record.offset].publish]
             )  # fmt: skip
@@ -537,141 +534,6 @@ class _Finished:
     records: list[ConsumerRecord[bytes, bytes]]
     outcomes: dict[int, Outcome]
     committed: asyncio.Future[None]
-
-
-class _KeyPartitions:
-    """The producer's default partitioner (murmur2 of the key), remembered per key.
-
-    Keys are workflow ids, which repeat, and murmur2 is pure Python in aiokafka; the answer
-    depends only on the key and the partition count, so a changed count starts afresh.
-    """
-
-    _MAX_KEYS = 100_000
-
-    def __init__(self) -> None:
-        self._default = DefaultPartitioner()
-        self._known: dict[tuple[str, int], dict[bytes, int]] = {}
-
-    def __call__(self, topic: str, key: bytes | None, partitions: list[int],
-                 available: list[int]) -> int:  # fmt: skip
-        if key is None:
-            return int(self._default(None, partitions, available))
-        known = self._known.get((topic, len(partitions)))
-        if known is None:
-            known = self._known[(topic, len(partitions))] = {}
-        partition = known.get(key)
-        if partition is None:
-            if len(known) >= self._MAX_KEYS:
-                known.clear()
-            partition = known[key] = int(self._default(key, partitions, available))
-        return partition
-
-
-class _Publisher:
-    """Sends one transaction's records as one BatchBuilder per partition (``send_batch``).
-
-    Why not ``producer.send`` per record: it costs an await, a metadata wait, a serialise and a
-    murmur2 per record, the largest share of the commit path. The records land in the same
-    partitions (the default partitioner), in the same order per partition, in the same
-    transaction. A record too big for a batch goes through ``send`` (after what was batched for
-    its partition, to keep the order), so the producer's size checks still apply. Building
-    comes first and sending after, so that no record waits on an await.
-    """
-
-    _BATCHED_MAX = _BATCH_BYTES - 1024  # a record that fits in a batch, with its overhead
-
-    def __init__(self, producer: AIOKafkaProducer, partitioner: _KeyPartitions) -> None:
-        self.producer = producer
-        self.partitioner = partitioner
-        self._builders: dict[TopicPartition, Any] = {}
-        self._ready: list[tuple[TopicPartition, Any]] = []
-        """Full builders and big records, in the order they must go."""
-        self._partitions: dict[str, tuple[list[int], list[int]]] = {}
-
-    async def publish(self, records: list[tuple[str, OutgoingRecord]]) -> None:
-        for topic in {topic for topic, _ in records}:
-            # The same lists, in the same order, that producer.send gives the partitioner.
-            every = list(await self.producer.partitions_for(topic))
-            available = list(self.producer.client.cluster.available_partitions_for_topic(topic))
-            self._partitions[topic] = (every, available)
-        for topic, record in records:
-            self._add(topic, record)
-        await self._flush()
-
-    def _add(self, topic: str, record: OutgoingRecord) -> None:
-        tp = TopicPartition(topic, self.partitioner(topic, record.key, *self._partitions[topic]))
-        if len(record.value) + len(record.key or b"") > self._BATCHED_MAX:
-            self._seal(tp)
-            self._ready.append((tp, record))
-            return
-        builder = self._builders.get(tp)
-        if builder is None:
-            builder = self._builders[tp] = self.producer.create_batch()
-        if builder.append(key=record.key, value=record.value, timestamp=None,
-                          headers=record.headers) is None:  # fmt: skip
-            self._seal(tp)  # full: it goes as it is, and the record starts the next
-            builder = self._builders[tp] = self.producer.create_batch()
-            builder.append(key=record.key, value=record.value, timestamp=None,
-                           headers=record.headers)  # fmt: skip
-
-    def _seal(self, tp: TopicPartition) -> None:
-        builder = self._builders.pop(tp, None)
-        if builder is not None:
-            self._ready.append((tp, builder))
-
-    async def _flush(self) -> None:
-        for tp in list(self._builders):
-            self._seal(tp)
-        ready, self._ready = self._ready, []
-        for tp, item in ready:
-            if isinstance(item, OutgoingRecord):
-                await self.producer.send(
-                    tp.topic, item.value, key=item.key, headers=item.headers,
-                    partition=tp.partition,
-                )  # fmt: skip
-            else:
-                await self.producer.send_batch(item, tp.topic, partition=tp.partition)
-
-
-class _Slots:
-    """How many tasks may run at once: a semaphore whose free case needs no await.
-
-    asyncio.Semaphore costs two coroutines per acquire, once per task; most acquires find a
-    slot free. A released slot goes straight to the longest waiter (first come, first served).
-    """
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def take_now(self) -> bool:
-        """Take a slot if one is free and nobody waits for one; say whether it did."""
-        if self._free and not self._waiters:
-            self._free -= 1
-            return True
-        return False
-
-    async def take(self) -> None:
-        if self.take_now():
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.give()  # handed a slot in the same turn it was cancelled: pass it on
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    def give(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -239,7 +239,7 @@ def test_a_templated_result_is_the_record_of_the_model(
     output = FreeOutput(values=values, Note=note)
     trace = TraceParent.new()
     created_at = created_at.astimezone(UTC)
-    template = ResultTemplate(PRODUCER, task.capability)
+    template = ResultTemplate(PRODUCER)
     fast = template.record(
         task, output, attempt=attempt, usage=usage, duration_ms=duration_ms, trace=trace,
         event_id=event_id, created_at=created_at,
@@ -256,7 +256,7 @@ def test_a_templated_result_is_the_record_of_the_model(
 
 def test_templated_results_get_fresh_version_4_ids_and_times() -> None:
     task = TaskEvent(producer=PRODUCER, input={}, **STEP)
-    template = ResultTemplate(PRODUCER, task.capability)
+    template = ResultTemplate(PRODUCER)
     output = FreeOutput(values={})
     before = datetime.now(UTC)
     results = [

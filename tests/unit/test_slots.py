@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from expediter.worker.working import _Slots
+from expediter.worker.limiting import Slots
 
 
 async def test_slots_bound_concurrency_and_serve_waiters_in_order() -> None:
-    slots = _Slots(2)
+    slots = Slots(2)
     running, peak, order = 0, 0, []
 
     async def job(n: int) -> None:
@@ -30,7 +30,7 @@ async def test_slots_bound_concurrency_and_serve_waiters_in_order() -> None:
 
 
 async def test_a_cancelled_waiter_leaves_no_slot_taken() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.take_now()
     waiter = asyncio.create_task(slots.take())
     await asyncio.sleep(0)
@@ -41,7 +41,7 @@ async def test_a_cancelled_waiter_leaves_no_slot_taken() -> None:
 
 
 async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on() -> None:
-    slots = _Slots(1)
+    slots = Slots(1)
     assert slots.take_now()
     first = asyncio.create_task(slots.take())
     second = asyncio.create_task(slots.take())
