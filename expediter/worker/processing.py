@@ -65,13 +65,13 @@ async def _bounded(work: Awaitable[T], seconds: float) -> T:
     per-task cost for a handler that never waits (a rule, a lookup). So the coroutine's first
     step runs here; if it finishes, no timer was needed (a step that never yields cannot be
     interrupted by a timeout anyway). If it waits, the rest runs under ``asyncio.timeout_at``
-    with the deadline taken before the first step, so the limit is the same as before.
+    with the time the first step took already off the limit, so the limit is the same.
     """
     if not isinstance(work, types.CoroutineType):  # a future or other awaitable: no shortcut
         async with asyncio.timeout(seconds):
             return await work
     coro: Coroutine[Any, Any, T] = work
-    deadline = asyncio.get_running_loop().time() + seconds
+    started = time.monotonic()  # cheaper than the loop's clock, needed only if it waits
     try:
         waiting = coro.send(None)
     except StopIteration as done:
@@ -79,6 +79,7 @@ async def _bounded(work: Awaitable[T], seconds: float) -> T:
     except BaseException:
         coro.close()
         raise
+    deadline = asyncio.get_running_loop().time() + seconds - (time.monotonic() - started)
     async with asyncio.timeout_at(deadline):
         return await _resume(coro, waiting)
 
