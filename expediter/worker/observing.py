@@ -242,7 +242,7 @@ class WorkerMetrics:
             registry=r,
         )
         # Create the series up front, so dashboards and rate() see zeros instead of gaps. The
-        # children are kept: labels() costs a lock and a dict lookup, and these run per task.
+        # children are kept: labels() costs a lock and a dict lookup on every update.
         self._prompt_tokens = self._tokens.labels(capability, "prompt")
         self._completion_tokens = self._tokens.labels(capability, "completion")
         self._polls_child = self._polls.labels(capability)

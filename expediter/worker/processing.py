@@ -141,9 +141,6 @@ class TaskRunner:
         self.results_topic = names.results
         self.dlq_topic = names.dlq(agent.capability)
         self._succeeded = ResultTemplate(producer)
-        self._handler = agent.handler
-        self._output_model = agent.output_model
-        self._max_seconds = agent.resources.max_task_seconds
 
     async def run(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
         started = time.monotonic()
@@ -215,10 +212,10 @@ class TaskRunner:
             )
             started = time.monotonic()
             try:
-                output = await _bounded(self._handler(task.input, ctx), self._max_seconds)
-                if type(output) is not self._output_model and not isinstance(
-                    output, self._output_model
-                ):
+                output = await _bounded(
+                    self.agent.handler(task.input, ctx), self.agent.resources.max_task_seconds
+                )
+                if not isinstance(output, self.agent.output_model):
                     raise PermanentError(
                         f"the handler returned {type(output).__name__}, not "
                         f"{self.agent.output_model.__name__}",
