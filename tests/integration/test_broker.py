@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -56,13 +57,25 @@ async def test_topic_created_with_compaction(kafka: Broker, topic_name: str) -> 
         await admin.create_topics(
             [NewTopic(topic_name, 3, 1, topic_configs={"cleanup.policy": "compact"})]
         )
-        (described,) = await admin.describe_topics([topic_name])
+        described = await _described_once_led(admin, topic_name)
         assert len(described["partitions"]) == 3
         (response,) = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
         )
         configs = {entry[0]: entry[1] for entry in response.resources[0][4]}
         assert configs["cleanup.policy"] == "compact"
+
+
+async def _described_once_led(admin: AIOKafkaAdminClient, topic: str) -> dict[str, Any]:
+    # CreateTopics answers once the controller has the topic; the broker's metadata cache, which
+    # DescribeTopics reads, may lag it for a moment and list no partitions yet.
+    async with asyncio.timeout(30):
+        while True:
+            (described,) = await admin.describe_topics([topic])
+            partitions = described["partitions"]
+            if partitions and all(p["leader"] >= 0 for p in partitions):
+                return dict(described)
+            await asyncio.sleep(0.1)
 
 
 async def test_group_offsets_committed_and_read_back(kafka: Broker, topic_name: str) -> None:
