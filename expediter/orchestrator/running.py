@@ -16,7 +16,9 @@
   twice. So every write here names the transaction of the record being handled
   (:func:`_transaction_of`), and the table writes its changelog the same way
   (:class:`WorkflowTable`); Faust's commit (offsets, then commit, under the same lock) makes
-  each handled record's writes and its offset one atomic unit.
+  each handled record's writes and its offset one atomic unit. Which offset of a partition
+  may commit is worked out by :mod:`expediter.orchestrator.consuming` (Faust's own rule can
+  stop committing a partition for good after a rebalance).
 - Deadlines: a timer scans the local table and sends ``expire`` commands for overdue steps.
   Nothing waits in memory: the command is handled in the stream like a result, so deadlines
   survive restarts.
@@ -45,6 +47,7 @@ from expediter.events import (
     to_record,
 )
 from expediter.messaging import TopicNames, client_options
+from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.defining import Workflow
 from expediter.orchestrator.state import WorkflowState
 from expediter.orchestrator.stepping import PRODUCER, Effects, apply_result, expire, overdue, start
@@ -78,7 +81,7 @@ def build_app(
     kafka: KafkaSettings, settings: OrchestratorSettings, workflows: dict[str, Workflow]
 ) -> faust.App:
     names = TopicNames(settings.topic_prefix)
-    app = faust.App(
+    app = OrchestratorApp(
         f"{settings.topic_prefix}{APP_ID}",
         **_broker(kafka),
         store="memory://",
@@ -139,50 +142,35 @@ def build_app(
                    OutgoingRecord(key=key, value=data, headers=[]),
                    partition=event.message.partition)  # fmt: skip
 
-    @app.agent(commands)
-    async def on_command(stream: Any) -> Any:
-        async for event in stream.events():
-            trace = _trace(event)
-            try:
-                command = decode(event.value, WorkflowCommand)
-            except DecodeError as exc:
-                log.error("undecodable command at %s: %s", event.message.offset, exc)
-                continue
-            workflow = workflows.get(command.workflow)
-            now = datetime.now(UTC)
-            state = load(command.workflow_id)
-            if command.action == "start":
-                if state is not None:
-                    continue  # a resubmission of the same id: the first one stands
-                if workflow is None:
-                    log.error(
-                        "unknown workflow %r (known: %s)", command.workflow, sorted(workflows)
-                    )
-                    continue
-                state, effects = start(workflow, command.workflow_id, command.input, now)
-            elif state is None or workflow is None or command.step_id is None:
-                continue
-            else:
-                effects = expire(workflow, state, command.step_id, command.attempt or 0, now)
-            await save(event, state)
-            await publish(event, effects, trace)
+    async def on_command(event: Any, command: WorkflowCommand, trace: TraceParent) -> None:
+        workflow = workflows.get(command.workflow)
+        now = datetime.now(UTC)
+        state = load(command.workflow_id)
+        if command.action == "start":
+            if state is not None:
+                return  # a resubmission of the same id (or a record read twice): the first stands
+            if workflow is None:
+                log.error("unknown workflow %r (known: %s)", command.workflow, sorted(workflows))
+                return
+            state, effects = start(workflow, command.workflow_id, command.input, now)
+        elif state is None or workflow is None or command.step_id is None:
+            return
+        else:
+            effects = expire(workflow, state, command.step_id, command.attempt or 0, now)
+        await save(event, state)
+        await publish(event, effects, trace)
 
-    @app.agent(results)
-    async def on_result(stream: Any) -> Any:
-        async for event in stream.events():
-            trace = _trace(event)
-            try:
-                result = decode(event.value, ResultEvent)
-            except DecodeError as exc:
-                log.error("undecodable result at %s: %s", event.message.offset, exc)
-                continue
-            state = load(result.workflow_id)
-            workflow = workflows.get(state.workflow) if state else None
-            if state is None or workflow is None:
-                continue  # a result for a task no workflow sent (`expediter submit <capability>`)
-            effects = apply_result(workflow, state, result, datetime.now(UTC))
-            await save(event, state)
-            await publish(event, effects, trace)
+    async def on_result(event: Any, result: ResultEvent, trace: TraceParent) -> None:
+        state = load(result.workflow_id)
+        workflow = workflows.get(state.workflow) if state else None
+        if state is None or workflow is None:
+            return  # a result for a task no workflow sent (`expediter submit <capability>`)
+        effects = apply_result(workflow, state, result, datetime.now(UTC))
+        await save(event, state)
+        await publish(event, effects, trace)
+
+    app.agent(commands, name=f"{APP_ID}.commands")(_handling(app, WorkflowCommand, on_command))
+    app.agent(results, name=f"{APP_ID}.results")(_handling(app, ResultEvent, on_result))
 
     sent: dict[tuple[str, str, int], float] = {}
 
@@ -246,6 +234,28 @@ class WorkflowTable(faust.Table[str, Any]):
         # Faust would send the changelog record through the plain producer, outside the
         # transaction that commits the offset of the record that caused the change.
         return None
+
+
+def _handling(app: faust.App, model: type[Any], handle: Any) -> Any:
+    """The agent that calls ``handle(event, decoded, trace)`` for each record, one at a time.
+
+    A record is marked handled once ``handle`` returns, or once it is logged as undecodable
+    (see :mod:`expediter.orchestrator.consuming`); an exception crashes the app instead.
+    """
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                decoded = decode(event.value, model)
+            except DecodeError as exc:
+                tp = event.message.tp
+                log.error("undecodable record at %s[%d]@%d: %s",
+                          tp.topic, tp.partition, event.message.offset, exc)  # fmt: skip
+            else:
+                await handle(event, decoded, _trace(event))
+            cast(Consumer, app.consumer).handled(event.message)
+
+    return agent
 
 
 def _transaction_of(app: faust.App, event: Any) -> str:

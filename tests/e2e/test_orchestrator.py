@@ -115,16 +115,19 @@ async def test_kill_9_with_200_in_flight_completes_each_exactly_once(
 ) -> None:
     names = TopicNames(env["EXPEDITER_TOPIC_PREFIX"])
     first = orchestrator(env, logs / "orchestrator-1.log")
-    submit = await asyncio.to_thread(
+    # Submitted over ~10 s, so that the kill lands with most workflows still to run.
+    submitting = asyncio.create_task(asyncio.to_thread(
         cli, ["submit", "field-analysis", "--input", '{"field_id": "field-a"}', "--count", "200",
-              "--rate", "100", "--json"], env, 120,
-    )  # fmt: skip
+              "--rate", "20", "--json"], env, 120,
+    ))  # fmt: skip
+    before = await read(kafka.settings, names.completed, until=lambda r: len(r) >= 20, timeout=120)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert len(before) < 200, "every workflow had completed before the kill"
+    submit = await submitting
     assert submit.returncode == 0, submit.stderr
     ids = {s["workflow_id"] for s in json.loads(submit.stdout)}
     assert len(ids) == 200
-    await read(kafka.settings, names.completed, until=lambda r: len(r) >= 20, timeout=120)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
     second = orchestrator(env, logs / "orchestrator-2.log")
     try:
         records = await read(

@@ -1,0 +1,93 @@
+"""The orchestrator's committable offsets (expediter.orchestrator.consuming).
+
+A partition commits up to its first record fetched and not yet handled. The cases are the ones
+Faust's own rule gets wrong around a rebalance: offsets taken by transaction markers, records
+cleared from a stream's buffer before they were handled, and records handled while the flow
+was stopped or in the generation before.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from expediter.orchestrator.consuming import Consumer
+
+RESULTS = TP("results", 5)
+
+
+class App(SimpleNamespace):
+    """What the rule reads of a Faust app: the flow and the consumer generation."""
+
+    def __init__(self) -> None:
+        super().__init__(consumer_generation_id=1, active=True)
+        self.flow_control = SimpleNamespace(is_active=lambda: self.active)
+
+
+def consumer(committed: int | None) -> Any:
+    # Only the bookkeeping the rule touches: no broker, no Faust app.
+    bare: Any = object.__new__(Consumer)
+    bare.app = App()
+    bare._fetched, bare._handled = defaultdict(set), defaultdict(set)
+    bare._acked, bare._acked_index = defaultdict(list), defaultdict(set)
+    bare._committed_offset = defaultdict(lambda: None, {RESULTS: committed})
+    return bare
+
+
+def fetch(bare: Any, *offsets: int) -> list[ConsumerMessage]:
+    bare._fetched[RESULTS].update(offsets)
+    generation = bare.app.consumer_generation_id
+    fields = ("results", 5)
+    return [
+        ConsumerMessage(
+            *fields, o, 0.0, 0, [], b"k", b"v", None, 1, 1, RESULTS, generation_id=generation
+        )
+        for o in offsets
+    ]
+
+
+def handle(bare: Any, messages: list[ConsumerMessage]) -> None:
+    for message in messages:
+        bare.handled(message)
+
+
+def committable(bare: Any) -> dict[TP, int]:
+    offsets: dict[TP, int] = bare._filter_committable_offsets([RESULTS])
+    bare._committed_offset.update(offsets)
+    return offsets
+
+
+def test_commits_past_transaction_markers() -> None:
+    # Committed at 96; 96-98 hold transaction markers (never fetched); 99-101 were handled.
+    bare = consumer(committed=96)
+    handle(bare, fetch(bare, 99, 100, 101))
+    assert committable(bare) == {RESULTS: 102}
+    assert committable(bare) == {}, "nothing more was handled"
+
+
+def test_a_record_fetched_and_not_handled_holds_the_partition_back() -> None:
+    bare = consumer(committed=10)
+    messages = fetch(bare, 10, 11, 12, 13, 14)
+    handle(bare, [m for m in messages if m.offset != 12])  # 12 was cleared from a buffer
+    assert committable(bare) == {RESULTS: 12}
+    handle(bare, fetch(bare, 12, 13, 14))  # read again after the seek: handled, twice for some
+    assert committable(bare) == {RESULTS: 15}
+
+
+def test_records_skipped_around_a_rebalance_do_not_count() -> None:
+    bare = consumer(committed=20)
+    skipped_while_paused = fetch(bare, 20, 21)
+    bare.app.active = False
+    handle(bare, skipped_while_paused)
+    bare.app.active = True
+    assert committable(bare) == {}
+    old_generation = fetch(bare, 22)
+    bare.app.consumer_generation_id = 2
+    handle(bare, old_generation)
+    assert committable(bare) == {}
+    handle(bare, fetch(bare, 20, 21, 22))  # the seek to the committed offset reads them again
+    assert committable(bare) == {RESULTS: 23}
