@@ -28,7 +28,10 @@ after it). The orchestrator's handling is idempotent: a result seen before is co
 duplicate (:func:`~expediter.orchestrator.stepping.apply_result`), a second ``start`` is
 ignored, and a stale ``expire`` does nothing.
 
-Called by :func:`expediter.orchestrator.running.build_app`, through :class:`OrchestratorApp`.
+It overrides private methods of faust-streaming's consumer (``getmany``, ``_new_offset``,
+``_filter_tps_with_pending_acks``), as pinned in pyproject.toml; tests/unit/test_consuming.py
+and the orchestrator's kill -9 test hold them to this rule. Called by
+:func:`expediter.orchestrator.running.build_app`, through :class:`OrchestratorApp`.
 """
 
 from __future__ import annotations
