@@ -176,19 +176,23 @@ def build_app(
 
     @app.timer(settings.deadline_scan_seconds)  # type: ignore[untyped-decorator]
     async def scan_deadlines() -> None:
-        now = datetime.now(UTC)
+        now, mono = datetime.now(UTC), time.monotonic()
+        # Not a source of truth, only a damper against a command per scan while one is on its
+        # way: a lost entry means one more command, and `expire` ignores stale commands.
+        for key in [key for key, at in sent.items() if mono - at >= 10]:
+            del sent[key]
         due: list[WorkflowCommand] = []
         for workflow_id, value in list(table.items()):
-            if not value:
+            # Finished workflows stay in the table for `expediter status`; only running ones
+            # can have a step past its deadline, and they are few, so only they are parsed.
+            if not value or value.get("status") != "running":
                 continue
             state = WorkflowState.model_validate(value)
             for step_id, attempt in overdue(state, now):
                 key = (workflow_id, step_id, attempt)
-                # Not a source of truth, only a damper: a lost entry means one more command,
-                # and `expire` ignores commands that are stale.
-                if time.monotonic() - sent.get(key, 0.0) < 10:
+                if key in sent:
                     continue
-                sent[key] = time.monotonic()
+                sent[key] = mono
                 due.append(
                     WorkflowCommand(
                         producer=PRODUCER,

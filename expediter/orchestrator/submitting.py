@@ -85,10 +85,18 @@ class Submitter:
         self._stack = AsyncExitStack()
         self._started: dict[uuid.UUID | str, float] = {}
         self._from: dict[TopicPartition, int] = {}
+        self._task_topics: set[str] = set()
 
     async def __aenter__(self) -> Submitter:
-        await self._stack.enter_async_context(connected(self._producer, self.kafka))
-        await self._stack.enter_async_context(connected(self._reply_consumer, self.kafka))
+        try:
+            await self._stack.enter_async_context(connected(self._producer, self.kafka))
+            await self._stack.enter_async_context(connected(self._reply_consumer, self.kafka))
+        except BaseException:
+            # Both clients exist from __init__; one never started still warns "Unclosed" at
+            # exit, after the error that matters.
+            await self._stack.aclose()
+            await self._reply_consumer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -104,6 +112,22 @@ class Submitter:
             # Assigned first: the consumer fetches metadata only for topics it is assigned.
             self._reply_consumer.assign([*self._from, tp])
             self._from[tp] = (await self._reply_consumer.end_offsets([tp]))[tp]
+
+    async def _check_task_topic(self, target: str, topic: str) -> None:
+        # Up front, once per target: a send to a missing topic would wait out the metadata
+        # timeout and end in aiokafka's UnknownTopicOrPartitionError.
+        if topic in self._task_topics:
+            return
+        try:
+            await partition_count(self._producer.client, topic)
+        except ConfigurationError:
+            known = ", ".join(sorted(self.workflows)) or "none found"
+            raise ConfigurationError(
+                f"{target!r} is neither a workflow (known: {known}; pass --workflows DIR for "
+                f"another folder) nor a capability with a task topic ({topic} is missing: "
+                "check the name, or run `expediter topics apply`)"
+            ) from None
+        self._task_topics.add(topic)
 
     async def submit(self, target: str, given: dict[str, Any]) -> Submission:
         workflow_id = f"wf-{uuid.uuid4().hex[:16]}"
@@ -129,6 +153,7 @@ class Submitter:
                 input=given,
             )
             topic = self.names.tasks(target)
+            await self._check_task_topic(target, topic)
             submission = Submission(workflow_id, target, task_id=event.event_id)
         record = to_record(event)
         self._started[workflow_id] = time.monotonic()

@@ -20,11 +20,26 @@ import pytest
 import pytest_asyncio
 
 from expediter.dev import Broker
-from expediter.events import WorkflowEvent, decode
+from expediter.events import TaskEvent, WorkflowEvent, decode
 from expediter.messaging import TopicNames
 from tests.support import cli, read, spawn, terminate
 
 FLEET = ("soil_analyzer", "pest_detector", "crop_mapper")
+HURRY = """
+from expediter.orchestrator import Step, Workflow
+
+def soil_input(state):
+    return {"field_id": state.input["field_id"]}
+
+def report(state):
+    return {}
+
+workflow = Workflow(
+    name="hurry",
+    stages=[Step("soil", "soil-analysis", soil_input, deadline_seconds=2, max_attempts=2)],
+    report=report,
+)
+"""
 pytestmark = pytest.mark.slow
 
 
@@ -172,3 +187,38 @@ async def test_two_replicas_share_the_partitions_and_complete_each_once(
     completions = Counter(decode(r.value, WorkflowEvent).workflow_id for r in records)
     assert set(completions) == ids, "a workflow never completed"
     assert max(completions.values()) == 1, "a workflow completed twice"
+
+
+async def test_a_missed_deadline_is_retried_then_fails_the_workflow(
+    kafka: Broker, env: dict[str, str], tmp_path: Path, logs: Path
+) -> None:
+    """No agent answers: the orchestrator's timer expires the step, the retry expires too, and
+    the workflow completes as failed. Deadlines are commands in the stream, not timers in
+    memory, so this is the path that survives a restart."""
+    names = TopicNames(env["EXPEDITER_TOPIC_PREFIX"])
+    applied = cli(["topics", "apply", "--prefix", env["EXPEDITER_TOPIC_PREFIX"], "--json"], env)
+    assert applied.returncode == 0, applied.stderr
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "hurry.py").write_text(HURRY)
+    orch = spawn(["orchestrator", "--workflows", str(flows)], env, logs / "orchestrator.log")
+    try:
+        elsewhere = cli(["submit", "hurry", "--input", '{"field_id": "f"}'], env, 60)
+        assert elsewhere.returncode == 2, "not in workflows/, and no topic tasks.hurry"
+        assert "neither a workflow" in elsewhere.stderr
+        assert "--workflows" in elsewhere.stderr
+        submit = cli(["submit", "hurry", "--workflows", str(flows), "--input",
+                      '{"field_id": "f"}', "--json"], env, 60)  # fmt: skip
+        assert submit.returncode == 0, submit.stderr
+        workflow_id = json.loads(submit.stdout)["workflow_id"]
+        completed = await read(kafka.settings, names.completed, until=bool, timeout=120)
+        status = cli(["status", workflow_id, "--json"], env)
+    finally:
+        terminate(orch)
+    event = decode(completed[0].value, WorkflowEvent)
+    assert (event.workflow_id, event.status) == (workflow_id, "failed")
+    tasks = await read(kafka.settings, names.tasks("soil-analysis"), until=lambda r: len(r) >= 2)
+    assert sorted(decode(r.value, TaskEvent).attempt for r in tasks) == [1, 2]
+    assert status.returncode == 0, status.stderr
+    step = json.loads(status.stdout)["state"]["steps"]["soil"]
+    assert (step["status"], step["error"]["code"]) == ("failed", "deadline")
