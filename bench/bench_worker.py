@@ -254,10 +254,11 @@ async def _peak_rss_mb(settings: KafkaSettings, names: TopicNames, engine: str) 
 
 
 async def main(args: argparse.Namespace) -> None:
+    event_loop = looping.loop_kind(WorkerSettings().event_loop)
     async with provided_broker(DevSettings(dir=Path(".expediter/bench"))) as broker:
         settings = broker.settings
         emit({"broker": broker.kind, "version": broker.version, "bootstrap": broker.bootstrap,
-              "event_loop": looping.loop_kind(WorkerSettings().event_loop)})  # fmt: skip
+              "event_loop": event_loop})  # fmt: skip
         # Worker and raw take turns, and the medians count: the machines are shared, and a
         # neighbour's burst during one phase would otherwise decide the ratio.
         worker_rates, raw_rates = [], []
@@ -281,7 +282,7 @@ async def main(args: argparse.Namespace) -> None:
                 "bench": "worker",
                 "tasks": args.tasks,
                 "rounds": args.rounds,
-                "event_loop": looping.loop_kind(WorkerSettings().event_loop),
+                "event_loop": event_loop,
                 "task_bytes": size,
                 "worker_per_s": round(worker_rate),
                 "raw_echo_per_s": round(raw_rate),

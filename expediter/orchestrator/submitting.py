@@ -85,7 +85,7 @@ class Submitter:
         self._stack = AsyncExitStack()
         self._started: dict[uuid.UUID | str, float] = {}
         self._from: dict[TopicPartition, int] = {}
-        self._task_topics: set[str] = set()
+        self._partitions: dict[str, int] = {}
 
     async def __aenter__(self) -> Submitter:
         try:
@@ -105,21 +105,24 @@ class Submitter:
     async def _reply_topic(self, target: str) -> str:
         return self.names.completed if target in self.workflows else self.names.results
 
+    async def _partition_count(self, topic: str) -> int:
+        # Once per topic, not per request: it reads the metadata of every topic.
+        if topic not in self._partitions:
+            self._partitions[topic] = await partition_count(self._producer.client, topic)
+        return self._partitions[topic]
+
     async def _mark(self, topic: str, key: bytes) -> None:
-        count = await partition_count(self._producer.client, topic)
-        tp = TopicPartition(topic, partition_of(key, count))
+        tp = TopicPartition(topic, partition_of(key, await self._partition_count(topic)))
         if tp not in self._from:
             # Assigned first: the consumer fetches metadata only for topics it is assigned.
             self._reply_consumer.assign([*self._from, tp])
             self._from[tp] = (await self._reply_consumer.end_offsets([tp]))[tp]
 
     async def _check_task_topic(self, target: str, topic: str) -> None:
-        # Up front, once per target: a send to a missing topic would wait out the metadata
-        # timeout and end in aiokafka's UnknownTopicOrPartitionError.
-        if topic in self._task_topics:
-            return
+        # Up front: a send to a missing topic would wait out the metadata timeout and end in
+        # aiokafka's UnknownTopicOrPartitionError.
         try:
-            await partition_count(self._producer.client, topic)
+            await self._partition_count(topic)
         except ConfigurationError:
             known = ", ".join(sorted(self.workflows)) or "none found"
             raise ConfigurationError(
@@ -127,7 +130,6 @@ class Submitter:
                 f"another folder) nor a capability with a task topic ({topic} is missing: "
                 "check the name, or run `expediter topics apply`)"
             ) from None
-        self._task_topics.add(topic)
 
     async def submit(self, target: str, given: dict[str, Any]) -> Submission:
         workflow_id = f"wf-{uuid.uuid4().hex[:16]}"

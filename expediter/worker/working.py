@@ -473,9 +473,8 @@ class Worker:
             self.metrics.task_finished("failed", outcome.seconds, reason=outcome.reason)
             if outcome.status == "failed":
                 self.metrics.dead_lettered(outcome.reason or "unknown")
-        if outcome.retries:
-            for _ in range(outcome.retries):
-                self.metrics.task_finished("retried", 0.0)
+        for _ in range(outcome.retries):
+            self.metrics.task_finished("retried", 0.0)
         usage = outcome.usage
         if usage.prompt_tokens or usage.completion_tokens:
             self.metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
