@@ -1,9 +1,11 @@
 """Deploying to Kubernetes: the keda/ and k8s/ manifests, rendered from the agents and catalog.
 
 :mod:`~expediter.deploying.profiles` derives each agent's numbers (KEDA trigger, replicas, HPA
-behavior, drain and grace, startup budget); :mod:`~.manifests` lays them out as objects;
-:mod:`~.rendering` writes them and finds drift; :mod:`~.checking` refuses what KEDA and the
-kubelet would get wrong. Called by ``expediter keda render|check`` and the tests.
+behavior, drain and grace, startup budget); :mod:`~.manifests` lays them out as files, with the
+objects built by :mod:`~.kedaobjects`, :mod:`~.clusterobjects`, :mod:`~.workloads` and
+:mod:`~.overlays` from the shared pieces in :mod:`~.objects`; :mod:`~.rendering` writes them and
+finds drift; :mod:`~.checking` refuses what KEDA and the kubelet would get wrong. Called by
+``expediter keda render|check`` and the tests.
 """
 
 from expediter.deploying.checking import (

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from expediter.deploying.manifests import CAPABILITY_LABEL, Manifest
+from expediter.deploying.objects import CAPABILITY_LABEL, Manifest
 from expediter.errors import ConfigurationError
 from expediter.messaging import Catalog, TopicNames
 from expediter.settings import WorkerSettings

@@ -1,6 +1,6 @@
 """Writing the manifests as YAML files, and telling the committed files from fresh ones.
 
-The text of a file depends only on its :class:`~expediter.deploying.manifests.Manifest`: keys in
+The text of a file depends only on its :class:`~expediter.deploying.objects.Manifest`: keys in
 the order the builder put them (never sorted, so ``apiVersion, kind, metadata, spec`` read as
 people write them), one ``---`` between documents, no line folding. So rendering twice gives the
 same bytes, and :func:`find_drift` can compare files as text.
@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from expediter.deploying.manifests import Manifest
+from expediter.deploying.objects import Manifest
 from expediter.errors import ConfigurationError
 
 __all__ = [

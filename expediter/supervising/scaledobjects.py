@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from expediter.deploying.manifests import CAPABILITY_LABEL
+from expediter.deploying.objects import CAPABILITY_LABEL
 from expediter.errors import ConfigurationError
 from expediter.messaging import TopicNames
 from expediter.scaling import KafkaTrigger, ScaledObjectSpec, parse_behavior, parse_trigger
