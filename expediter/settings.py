@@ -100,7 +100,8 @@ class DevSettings(BaseSettings):
 
     dir: Path = Path(".expediter")
     """Where the broker keeps its state file, config, data and log; relative to the working
-    directory, so that each checkout has its own broker. The data is wiped at each start."""
+    directory, so that each checkout has its own broker. The data is wiped at each start, except
+    by ``expediter dev kafka start --keep``, which restarts on it."""
     kafka_heap_mb: int = Field(default=512, ge=128)
     """The broker's JVM heap. 512 MiB is plenty for tests and leaves room on a 2-core box."""
     start_timeout: float = Field(default=120.0, gt=0)
@@ -172,6 +173,13 @@ class WorkerSettings(BaseSettings):
     """0 picks a free port (tests)."""
     ready_poll_seconds: float = Field(default=30.0, gt=0)
     """/readyz fails when no poll has completed for this long: a stuck consumer is not ready."""
+    stall_seconds: float = Field(default=60.0, gt=0)
+    """/readyz fails while the worker cannot make progress: finished tasks have waited this
+    long for their commit, or records wait (lag) and for this long no task started or
+    committed. A failed commit makes it unready at once, until one succeeds."""
+    unhealthy_stall_seconds: float = Field(default=600.0, gt=0)
+    """/healthz fails too once the worker has been stalled this long, so that the kubelet
+    restarts a worker that is stuck for good (a broker outage this long restarts it as well)."""
     topic_prefix: str = ""
     """Prepended to every topic and group name (tests, shadow re-runs); empty in production."""
     ledger_topic: str | None = None

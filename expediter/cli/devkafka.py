@@ -24,7 +24,7 @@ from expediter.dev import (
     compose_file,
     fetch_kafka,
 )
-from expediter.errors import BrokerUnavailableError, ConfigurationError
+from expediter.errors import BrokerUnavailableError, ConfigurationError, LocalBrokerError
 from expediter.messaging import api_versions
 from expediter.settings import DevSettings, KafkaSettings
 
@@ -68,28 +68,47 @@ def start(
         typer.Option(help="Add a SCRAM-SHA-512 user NAME:PASSWORD and a SASL_PLAINTEXT listener."),
     ] = None,
     port: Annotated[int | None, typer.Option(help="PLAINTEXT port (default: a free one).")] = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Start on the data and ports of the last start instead of wiping them "
+            "(a broker restart, after `expediter dev kafka stop`).",
+        ),
+    ] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Start a broker (or find the one already running) and print its address."""
+    """Start a broker (or find the one already running) and print its address.
+
+    Without --keep, the local broker starts empty: its data from before is wiped.
+    """
     dev = DevSettings()
     kind = choose_kind()
     if kind == "external":
         fail("EXPEDITER_BOOTSTRAP is set, so that cluster is used and nothing is started; "
              "unset it to start a local broker", code=2)  # fmt: skip
     if kind == "docker":
+        # `compose stop` keeps the container and its data; `up` starts that one again.
         _compose("up", "-d", "--wait", "kafka")
         _report({"kind": "docker", "bootstrap": COMPOSE_BOOTSTRAP, "version": KAFKA_VERSION}, json_)
         return
     broker = _local(dev, [_parse_user(u) for u in scram_user or []], port)
     if not json_:
-        console.print(f"starting Apache Kafka {broker.version} (KRaft, one node) ...")
-    state = asyncio.run(broker.start(timeout=dev.start_timeout))
+        how = "on its kept data" if keep else "(KRaft, one node)"
+        console.print(f"starting Apache Kafka {broker.version} {how} ...")
+    try:
+        state = asyncio.run(broker.start(timeout=dev.start_timeout, keep=keep))
+    except LocalBrokerError as exc:
+        fail(str(exc), code=2 if keep else 1)
     _report({"kind": "local", "running": True, **vars(state)}, json_)
 
 
 @app.command()
 def stop(json_: JsonFlag = False) -> None:
-    """Stop the broker this checkout started. Never touches another process."""
+    """Stop the broker this checkout started. Never touches another process.
+
+    Its data stays: `expediter dev kafka start --keep` starts it again on the same data and ports.
+    """
     if choose_kind() == "docker":
         _compose("stop", "kafka")
         _report({"kind": "docker", "stopped": True}, json_)

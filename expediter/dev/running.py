@@ -4,6 +4,9 @@
 a process of its own, bound to 127.0.0.1 on free ports, and waits until it answers. Its state
 (PID, addresses, version, log path) goes to ``state.json`` in the state directory, so that
 another process (``expediter dev kafka status|stop``) can find it and stop it, and nobody else's.
+What the storage was formatted with (addresses, version, users) goes to ``layout.json``, which
+outlives a stop: ``start(keep=True)`` starts the broker again on the same data and ports, as an
+operator restarting a broker would (``expediter dev kafka start --keep``, the chaos tests).
 Called by :mod:`expediter.dev.locating`, the CLI and the tests' fixtures.
 """
 
@@ -77,6 +80,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the JVM binds its listeners: a closed connection in TIME_WAIT does not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
@@ -94,8 +108,10 @@ class LocalBroker:
     """A throwaway single-node Kafka broker for development and tests.
 
     ``start()`` and ``stop()`` are idempotent; ``async with`` starts and stops it. A start finds
-    and reuses a broker already running from the same state directory. A stopped instance is
-    not started again: make a new one.
+    and reuses a broker already running from the same state directory. ``start()`` wipes the
+    state directory and formats fresh storage; ``start(keep=True)`` starts on the data, cluster
+    id and ports of the last start instead, and fails (naming the fix) when there is none.
+    ``restart(down_seconds)`` is stop, a pause, and ``start(keep=True)``: a broker outage.
     """
 
     def __init__(
@@ -115,7 +131,6 @@ class LocalBroker:
         self.port = port
         self.cache = cache
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stopped = False
 
     @property
     def _state_file(self) -> Path:
@@ -124,6 +139,10 @@ class LocalBroker:
     @property
     def _config(self) -> Path:
         return self.state_dir / "server.properties"
+
+    @property
+    def _layout_file(self) -> Path:
+        return self.state_dir / "layout.json"
 
     @property
     def log_path(self) -> Path:
@@ -137,17 +156,24 @@ class LocalBroker:
             return None
         return state if _is_our_broker(state.pid, self._config) else None
 
-    async def start(self, timeout: float = 120.0) -> BrokerState:
-        if self._stopped:
-            raise LocalBrokerError("this LocalBroker was stopped; create a new one to start again")
+    async def start(self, timeout: float = 120.0, *, keep: bool = False) -> BrokerState:
+        """Start the broker, or return the one already running from this state directory.
+
+        ``keep=True`` starts on the data and ports the last start formatted, rather than
+        wiping them: what was committed before a stop is there after it.
+        """
         running = self.status()
         if running is not None:
             return running
         java = require_tool("java")
         libs = await asyncio.to_thread(fetch_kafka, self.version, cache=self.cache)
-        state = await asyncio.to_thread(self._prepare)
         classpath = f"{libs}/*"
-        await asyncio.to_thread(self._format, java, classpath)
+        if keep:
+            state = self._kept()
+        else:
+            state = await asyncio.to_thread(self._prepare)
+            await asyncio.to_thread(self._format, java, classpath)
+            self._layout_file.write_text(json.dumps(asdict(state), indent=2))
         with self.log_path.open("ab") as log:
             # Popen returns at once; the broker outlives this process, so no asyncio subprocess.
             self._proc = subprocess.Popen(  # noqa: ASYNC220
@@ -167,13 +193,49 @@ class LocalBroker:
                 # Its own session: Ctrl-C on `expediter dev kafka start` must not reach it.
                 start_new_session=True,
             )  # fmt: skip
-        state = BrokerState(**{**asdict(state), "pid": self._proc.pid})
+        state = BrokerState(**{**asdict(state), "pid": self._proc.pid, "started_at": time.time()})
         try:
             await self._wait_ready(state, timeout)
         except BaseException:
             self._kill()
             raise
         self._state_file.write_text(json.dumps(asdict(state), indent=2))
+        return state
+
+    def _kept(self) -> BrokerState:
+        """The layout of the last start, checked against this instance's arguments."""
+        try:
+            state = BrokerState(**json.loads(self._layout_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            state = None
+        data = self.state_dir / "data"
+        if state is None or not (data / "meta.properties").is_file() or not self._config.is_file():
+            raise LocalBrokerError(
+                f"--keep: no broker data to keep in {self.state_dir} (never started here, or "
+                "wiped); start without --keep to format a fresh broker"
+            )
+        _, _, port = state.bootstrap.rpartition(":")
+        if self.port is not None and self.port != int(port):
+            raise LocalBrokerError(
+                f"--keep: the kept broker listens on port {port}, not {self.port}; drop --port "
+                "(a kept broker keeps its ports) or start without --keep"
+            )
+        if state.version != self.version:
+            raise LocalBrokerError(
+                f"--keep: the kept data was written by Kafka {state.version}, not "
+                f"{self.version}; start without --keep to format a fresh broker"
+            )
+        users = [user.name for user in self.scram_users]
+        if users and users != state.scram_users:
+            raise LocalBrokerError(
+                f"--keep: SCRAM users are set when the storage is formatted; the kept broker "
+                f"has {state.scram_users or 'none'}; start without --keep to change them"
+            )
+        if not _port_free(int(port)):
+            raise LocalBrokerError(
+                f"--keep: port {port}, where the kept broker listens, is taken by another "
+                "process; stop that process, or start without --keep for fresh ports"
+            )
         return state
 
     def _prepare(self) -> BrokerState:
@@ -275,8 +337,10 @@ class LocalBroker:
             return "(no log)"
 
     async def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the broker from this state directory; True if one was running."""
-        self._stopped = True
+        """SIGTERM the broker from this state directory (its PID only) and wait for it to exit.
+
+        True if one was running. Its data stays until the next ``start()`` without ``keep``.
+        """
         state = self.status()
         if state is None:
             self._reap()
@@ -293,6 +357,12 @@ class LocalBroker:
         self._reap()
         self._state_file.unlink(missing_ok=True)
         return True
+
+    async def restart(self, down_seconds: float = 0.0, timeout: float = 120.0) -> BrokerState:
+        """Stop the broker, stay down ``down_seconds``, then start it on the same data and ports."""
+        await self.stop()
+        await asyncio.sleep(down_seconds)
+        return await self.start(timeout, keep=True)
 
     def _kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
