@@ -10,7 +10,7 @@ LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka lint format test test-unit test-integration demo bench clean
+.PHONY: help install kafka lint format test test-unit test-integration test-chaos demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint kafka $(LLM_STAMP) ## Lint, then the whole suite (unit, integration, e2e, slow) against a real broker
+test: lint kafka $(LLM_STAMP) ## Lint, then the whole suite (unit, integration, e2e, chaos, slow) against a real broker
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Only the tests that need no broker
@@ -48,6 +48,9 @@ test-unit: $(STAMP) ## Only the tests that need no broker
 
 test-integration: kafka $(LLM_STAMP) ## Only the tests against a real broker
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+test-chaos: kafka $(LLM_STAMP) ## Only the chaos tier: broker outages, poison and bad input on a broker of its own
+	$(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 demo: kafka ## Bring up a broker, run the main job, stop the broker
 	$(BIN)/expediter demo
