@@ -14,10 +14,9 @@ refuses each of these up front, from the manifests alone:
 - an agent Deployment whose ``terminationGracePeriodSeconds`` cannot cover the agent's longest
   task and its shutdown (preStop, drain, hard deadline), or whose drain is shorter than the task.
 
-Each :class:`Refusal` names the file, the object, the value and the fix. The rules are KEDA's
-(kedacore/keda pkg/scalers/kafka_scaler.go ``kafkaMetadata.Validate``; values parsed as in
-pkg/scalers/scalersconfig/typed_config.go: trimmed, empty means omitted, integers and booleans
-decoded as JSON) and kept here on purpose, self-contained.
+Each :class:`Refusal` names the file, the object, the value and the fix. The trigger's rules
+are KEDA's, as the scaling engine reads them (:func:`expediter.scaling.parse_trigger`: one
+parser for ``check``, ``simulate`` and the supervisor).
 
 Called by ``expediter keda check`` and ``expediter keda render`` (which refuses to write
 manifests that this module refuses), and the tests.
@@ -25,8 +24,6 @@ manifests that this module refuses), and the tests.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ import yaml
 from expediter.deploying.objects import CAPABILITY_LABEL, Manifest
 from expediter.errors import ConfigurationError
 from expediter.messaging import Catalog, TopicNames
+from expediter.scaling import parse_trigger
 from expediter.settings import WorkerSettings
 from expediter.worker.defining import Agent
 
@@ -58,10 +56,6 @@ _KEDA_MAX_REPLICAS = 100
 """KEDA's default ``maxReplicaCount``."""
 _KUBERNETES_GRACE = 30
 """Kubernetes' default ``terminationGracePeriodSeconds``."""
-_BOOLEANS = (
-    "allowIdleConsumers", "excludePersistentLag", "scaleToZeroOnInvalidOffset",
-    "limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,95 +156,22 @@ def check_documents(
 
 
 def trigger_problems(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(problem, fix) for each thing KEDA's Kafka scaler would refuse in ``metadata``."""
-    problems: list[tuple[str, str]] = []
-    values: dict[str, Any] = {}
-    for key, raw in metadata.items():
-        text = raw.strip() if isinstance(raw, str) else raw
-        if text == "" or text is None:
-            continue  # KEDA: an empty value is an omitted one
-        values[key] = text
-    lag = _integer(values, "lagThreshold", 10, problems)
-    if lag is not None and lag <= 0:
-        problems.append(
-            (
-                f"lagThreshold {lag} must be > 0 (it divides the lag)",
-                "set lagThreshold to the lag one replica should take, e.g. 2 x its concurrency",
-            )
-        )
-    activation = _integer(values, "activationLagThreshold", 0, problems)
-    if activation is not None and activation < 0:
-        problems.append(
-            (
-                f"activationLagThreshold {activation} must be >= 0",
-                "set activationLagThreshold to 0 (any lag wakes the agent) or more",
-            )
-        )
-    flags = {key: _boolean(values, key, problems) for key in _BOOLEANS}
-    policy = values.get("offsetResetPolicy", "latest")
-    if policy not in ("latest", "earliest"):
-        problems.append(
-            (
-                f"offsetResetPolicy {policy!r} is neither latest nor earliest",
-                "set offsetResetPolicy to earliest, as the worker's consumer starts",
-            )
-        )
-    if flags["allowIdleConsumers"] and flags["limitToPartitionsWithLag"]:
-        problems.append(
-            (
-                "allowIdleConsumers and limitToPartitionsWithLag are both true, which KEDA refuses",
-                "keep one of them (limitToPartitionsWithLag already caps at partitions)",
-            )
-        )
-    if flags["limitToPartitionsWithLag"] and flags["ensureEvenDistributionOfPartitions"]:
-        problems.append(
-            (
-                "limitToPartitionsWithLag and ensureEvenDistributionOfPartitions cannot be "
-                "combined",
-                "keep one of them",
-            )
-        )
-    for key in ("limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions"):
-        if flags[key] and "topic" not in values:
-            problems.append(
-                (
-                    f"{key} is true but no topic is set, and KEDA needs one for it",
-                    "set topic to the agent's task topic",
-                )
-            )
-    return problems
+    """(problem, fix) for each thing KEDA's Kafka scaler would refuse in ``metadata``.
+
+    The rules are the scaling engine's (:func:`expediter.scaling.parse_trigger`), so what
+    ``check`` refuses is exactly what ``keda simulate`` and the supervisor refuse.
+    """
+    try:
+        parse_trigger(metadata, where="trigger")
+    except ConfigurationError as exc:
+        return [_problem_and_fix(line) for line in str(exc).splitlines() if line.strip()]
+    return []
 
 
-def _integer(
-    values: Mapping[str, Any], key: str, default: int, problems: list[tuple[str, str]]
-) -> int | None:
-    if key not in values:
-        return default
-    value = values[key]
-    if isinstance(value, str):
-        with contextlib.suppress(json.JSONDecodeError):
-            value = json.loads(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    problems.append(
-        (
-            f"{key} {values[key]!r} is not an integer as KEDA reads it",
-            f'write {key} as a quoted integer, e.g. "{default or 10}"',
-        )
-    )
-    return None
-
-
-def _boolean(values: Mapping[str, Any], key: str, problems: list[tuple[str, str]]) -> bool:
-    value = values.get(key, "false")
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return bool(value == "true")
-    problems.append(
-        (f"{key} {value!r} is not a boolean as KEDA reads it", 'write "true" or "false"')
-    )
-    return False
+def _problem_and_fix(line: str) -> tuple[str, str]:
+    # The parser writes each problem as "<what is wrong>; <the fix>".
+    problem, _, fix = line.partition("; ")
+    return problem, fix or "see KEDA's Kafka scaler documentation for the key"
 
 
 def _check_scaled_object(
@@ -275,7 +196,7 @@ def _check_scaled_object(
         return refusals
     metadata = kafka[0].get("metadata") or {}
     for problem, fix in trigger_problems(metadata):
-        refuse(f"trigger: {problem}", fix)
+        refuse(problem, fix)
 
     minimum, maximum = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount")
     maximum = _KEDA_MAX_REPLICAS if maximum is None else maximum

@@ -536,16 +536,18 @@ def load_names(root: Path) -> set[str]:
     [
         (
             {"allowIdleConsumers": "true", "limitToPartitionsWithLag": "true"},
-            "allowIdleConsumers and limitToPartitionsWithLag are both true",
+            'trigger.allowIdleConsumers and trigger.limitToPartitionsWithLag cannot both be "true"',
         ),
         (
             {"limitToPartitionsWithLag": "true", "ensureEvenDistributionOfPartitions": "true"},
-            "limitToPartitionsWithLag and ensureEvenDistributionOfPartitions cannot be combined",
+            "trigger.limitToPartitionsWithLag and trigger.ensureEvenDistributionOfPartitions "
+            'cannot both be "true"',
         ),
-        ({"lagThreshold": "0"}, "lagThreshold 0 must be > 0"),
-        ({"lagThreshold": "10.0"}, "lagThreshold '10.0' is not an integer as KEDA reads it"),
-        ({"activationLagThreshold": "-1"}, "activationLagThreshold -1 must be >= 0"),
-        ({"allowIdleConsumers": "True"}, "allowIdleConsumers 'True' is not a boolean"),
+        ({"lagThreshold": "0"}, 'trigger.lagThreshold must be > 0, got "0"'),
+        ({"lagThreshold": "10.0"}, 'trigger.lagThreshold: "10.0" is not a whole number'),
+        ({"activationLagThreshold": "-1"}, 'trigger.activationLagThreshold must be >= 0, got "-1"'),
+        ({"allowIdleConsumers": "True"}, 'trigger.allowIdleConsumers: "True" is not a boolean'),
+        ({"lagTreshold": "5"}, "trigger.lagTreshold is not a setting of KEDA's Kafka trigger"),
     ],
 )
 def test_check_refuses_invalid_trigger_combinations(
@@ -558,14 +560,14 @@ def test_check_refuses_invalid_trigger_combinations(
     )
     result = check_in(root)
     assert result.exit_code == 2
-    assert f"keda/reasoning.yaml: ScaledObject/reasoning: trigger: {expected}" in result.stderr
+    assert f"keda/reasoning.yaml: ScaledObject/reasoning: {expected}" in result.stderr
 
 
 def test_partition_options_need_a_topic() -> None:
     for key in ("limitToPartitionsWithLag", "ensureEvenDistributionOfPartitions"):
         problems = trigger_problems({key: "true", "consumerGroup": "agents.x"})
         assert [p for p, _ in problems] == [
-            f"{key} is true but no topic is set, and KEDA needs one for it"
+            f"trigger.{key} needs trigger.topic (KEDA refuses it without one)"
         ]
     assert trigger_problems({"topic": "tasks.x", "lagThreshold": " 5 ", "sasl": ""}) == []
 
