@@ -43,6 +43,8 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from expediter.orchestrator.delivering import Producer
+
 __all__ = ["Consumer", "OrchestratorApp"]
 
 
@@ -114,10 +116,12 @@ class Consumer(faust_aiokafka.Consumer):
 
 class _Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    Producer = Producer  # commits a transaction only once every record in it was delivered
 
 
 class OrchestratorApp(faust.App):
-    """A Faust app whose consumer is :class:`Consumer`."""
+    """A Faust app whose consumer is :class:`Consumer` and whose producer is
+    :class:`~expediter.orchestrator.delivering.Producer`."""
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

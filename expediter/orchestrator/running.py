@@ -18,7 +18,9 @@
   (:class:`WorkflowTable`); Faust's commit (offsets, then commit, under the same lock) makes
   each handled record's writes and its offset one atomic unit. Which offset of a partition
   may commit is worked out by :mod:`expediter.orchestrator.consuming` (Faust's own rule can
-  stop committing a partition for good after a rebalance).
+  stop committing a partition for good after a rebalance), and a transaction commits only once
+  every record in it was delivered (:mod:`expediter.orchestrator.delivering`; aiokafka commits
+  over failed records).
 - Deadlines: a timer scans the local table and sends ``expire`` commands for overdue steps.
   Nothing waits in memory: the command is handled in the stream like a result, so deadlines
   survive restarts.
@@ -28,6 +30,7 @@ Called by ``expediter orchestrator`` (expediter.cli.orchestrator) and the tests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -112,8 +115,10 @@ def build_app(
     async def send(
         event: Any, topic: str, record: OutgoingRecord, partition: int | None = None
     ) -> None:
-        # Only enqueued here: the transaction's commit waits for delivery, and fails (and
-        # crashes the app, so the records are handled again) when it cannot deliver.
+        # Only enqueued here. aiokafka would commit the transaction even if this record failed;
+        # the app's producer (expediter.orchestrator.delivering) keeps the delivery future and
+        # commits only once every record of the transaction arrived; otherwise it aborts and
+        # crashes the app, and the records are handled again after the restart.
         await app.producer.send(
             topic, record.key, record.value, partition, None, record.headers,
             transactional_id=_transaction_of(app, event),
@@ -210,14 +215,21 @@ def build_app(
         producer = AIOKafkaProducer(**client_options(kafka), enable_idempotence=True)
         await producer.start()
         try:
+            deliveries = []
             for command in due:
                 record = to_record(command)
-                await producer.send(
+                deliveries.append(await producer.send(
                     names.commands, record.value, key=record.key, headers=record.headers
-                )
-            await producer.flush()
+                ))  # fmt: skip
+            # flush() ignores failed records: their outcomes are read here instead.
+            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         finally:
             await producer.stop()
+        for command, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # The next scan sends it again (the damper forgets it).
+                sent.pop((command.workflow_id, command.step_id or "", command.attempt or 0), None)
+                log.warning("expire command for %s not sent: %r", command.workflow_id, outcome)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

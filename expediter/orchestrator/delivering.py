@@ -1,0 +1,119 @@
+"""Faust's producer, with one more rule: a transaction commits only if all its records arrived.
+
+Why: aiokafka does not abort a transaction when one of its records fails. A batch for a
+partition with no leader is failed once it is older than the request timeout (a broker outage
+of ~30 s is enough), and a batch the broker refuses (a record too large for the topic) is failed
+at once; neither moves the transaction to an abortable state. Its ``commit_transaction`` then
+waits for those batches (``flush_for_commit`` uses ``asyncio.wait``, which ignores how they
+ended) and commits, offsets included: the records that caused the lost writes count as handled,
+and a workflow waits for a task that was never published, or loses its table update.
+
+So each record sent in a transaction keeps its delivery future, by transactional id
+(:meth:`Producer.send`), and :meth:`Producer.commit_transactions` awaits them all, under the
+lock that Faust's sends to that transaction take, so no record can slip in between. If one
+failed, the transaction is aborted and the app crashes: the process exits non-zero, and the
+next one (a restart, or another replica after the rebalance) reads the records again from the
+last committed offset. Crashing, not retrying in place: the handled records have already
+changed the in-memory table, and only a restore from the changelog (read_committed, so without
+the aborted writes) gives a table that matches the committed offsets.
+
+It overrides ``send`` and ``commit_transactions`` of faust-streaming's aiokafka producer (as
+pinned in pyproject.toml) and reads its ``_transaction_producers`` and ``_trn_locks``. Called
+by Faust, through the transport of :class:`expediter.orchestrator.consuming.OrchestratorApp`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from expediter.errors import BrokerError
+
+__all__ = ["Producer", "UndeliveredError", "delivered"]
+
+log = logging.getLogger("expediter.orchestrator")
+
+
+class UndeliveredError(BrokerError):
+    """A record of a transaction was not delivered: the transaction was aborted, not committed."""
+
+    retriable = True
+
+
+async def delivered(futures: Iterable[Awaitable[Any]], transaction: str) -> None:
+    """Wait for every delivery; raise :class:`UndeliveredError` naming the first that failed."""
+    pending = list(futures)
+    if not pending:
+        return
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise UndeliveredError(
+            f"transaction {transaction}: {len(failures)} of {len(outcomes)} records were not "
+            f"delivered (first: {failures[0]!r}); aborted, and the records will be handled again"
+        ) from failures[0]
+
+
+class Producer(faust_aiokafka.Producer):
+    """Keeps each transaction's delivery futures; commits only once all of them succeeded."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._deliveries: defaultdict[str, list[Awaitable[Any]]] = defaultdict(list)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[Any]:
+        future = await super().send(
+            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+        )
+        # No await between the send (under the transaction's lock) and this line, so a commit
+        # cannot run in between and miss the future.
+        if transactional_id:
+            self._deliveries[transactional_id].append(future)
+        return future
+
+    async def commit_transactions(
+        self,
+        tid_to_offset_map: Mapping[str, Mapping[Any, int]],
+        group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        # Faust's own, plus the wait for deliveries before the offsets join the transaction.
+        for transactional_id, offsets in tid_to_offset_map.items():
+            async with self._trn_locks[transactional_id]:
+                producer = self._transaction_producers.get(transactional_id)
+                futures = self._deliveries.pop(transactional_id, [])
+                if producer is None:
+                    log.warning("commit for unknown transaction %s", transactional_id)
+                    continue
+                try:
+                    await delivered(futures, transactional_id)
+                except UndeliveredError as exc:
+                    log.error("%s", exc)
+                    await producer.abort_transaction()
+                    await self.app.crash(exc)
+                    raise
+                await producer.send_offsets_to_transaction(offsets, group_id)
+                await producer.commit_transaction()
+                if start_new_transaction:
+                    await producer.begin_transaction()
+
+    async def stop_transaction(self, transactional_id: str) -> None:
+        # A revoked partition's transaction is never committed here (the next owner fences it),
+        # so its deliveries no longer decide anything.
+        self._deliveries.pop(transactional_id, None)
+        await super().stop_transaction(transactional_id)
