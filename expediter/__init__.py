@@ -56,3 +56,4 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+"""The one place the version is written: pyproject.toml reads it from here (CHANGELOG.md)."""
