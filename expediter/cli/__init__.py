@@ -14,6 +14,7 @@ import typer
 
 from expediter.cli import (
     demo,
+    devcluster,
     devkafka,
     dlq,
     keda,
@@ -38,9 +39,11 @@ app = typer.Typer(
     add_completion=False,
 )
 dev = typer.Typer(
-    help="Developer tooling: a real Kafka broker on this machine.", no_args_is_help=True
+    help="Developer tooling: a real Kafka broker, Kubernetes and KEDA on this machine.",
+    no_args_is_help=True,
 )
 dev.add_typer(devkafka.app, name="kafka")
+dev.add_typer(devcluster.app, name="cluster")
 app.add_typer(dev, name="dev")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(topics.app, name="topics")

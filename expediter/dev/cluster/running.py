@@ -1,0 +1,421 @@
+"""Running a real Kubernetes control plane and a real KEDA as local processes on loopback.
+
+:class:`LocalCluster` starts, from the cached build (:mod:`~expediter.dev.cluster.building`):
+etcd, kube-apiserver, kube-controller-manager (deployment, replicaset and HPA controllers),
+kube-scheduler, and KEDA's operator and metrics adapter, each on free loopback ports with its
+own log. There is no kubelet: pods stay Pending, and a Deployment's ``spec.replicas`` is what
+KEDA and the HPA change. Its state (PIDs, ports, kubeconfig) goes to ``state.json`` in the state
+directory, so that another process (``expediter dev cluster status|stop``) can find it and stop
+it, by PID, and nobody else's. Called by the CLI and the tests' cluster fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from expediter.dev.cluster.building import built_bin, crds_dir
+from expediter.dev.cluster.certificates import make_pki, write_kubeconfig
+from expediter.dev.cluster.errors import ClusterError
+from expediter.dev.cluster.installing import (
+    EXTERNAL_METRICS_APISERVICE,
+    KEDA_NAMESPACE,
+    apply_objects,
+    install_crds,
+    metrics_api_objects,
+    require_kubectl,
+)
+from expediter.dev.cluster.requesting import ApiServer, etcd_healthy, probe_ok
+from expediter.dev.cluster.versions import ETCD_VERSION, KEDA_VERSION, KUBERNETES_VERSION
+
+__all__ = ["ADAPTER_IP", "SERVICE_RANGE", "ClusterState", "LocalCluster"]
+
+SERVICE_RANGE = "127.100.0.0/16"
+"""Service IPs inside loopback, so that the aggregator can dial the adapter's clusterIP."""
+ADAPTER_IP = "127.100.0.50"
+"""The adapter's fixed clusterIP, which it binds to (Linux routes all of 127/8 to lo)."""
+_KUBERNETES_SERVICE_IP = "127.100.0.1"
+_ORDER = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "keda-operator",
+    "keda-adapter",
+)
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What ``state.json`` records about a running local cluster."""
+
+    server: str
+    kubeconfig: str
+    pids: dict[str, int]
+    ports: dict[str, int]
+    logs: str
+    started_at: float
+    hpa_sync_period: float
+    versions: dict[str, str] = field(
+        default_factory=lambda: {
+            "kubernetes": KUBERNETES_VERSION,
+            "keda": KEDA_VERSION,
+            "etcd": ETCD_VERSION,
+        }
+    )
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _is_ours(pid: int, marker: Path) -> bool:
+    """True when ``pid`` is alive and its command line names our state directory."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # A zombie (state Z) has exited; only its parent's wait is missing.
+    return f"{marker}/".encode() in cmdline and stat.rpartition(")")[2].split()[0] != "Z"
+
+
+class LocalCluster:
+    """A throwaway Kubernetes control plane with KEDA, for development and tests.
+
+    ``start()`` and ``stop()`` are idempotent; ``with`` starts and stops it. A start finds and
+    reuses a cluster already running from the same state directory, and starts a fresh one (its
+    etcd data wiped) otherwise.
+    """
+
+    def __init__(
+        self, state_dir: Path, *, hpa_sync_period: float = 15.0, cache: Path | None = None
+    ) -> None:
+        if hpa_sync_period <= 0:
+            raise ClusterError(f"hpa_sync_period must be positive, got {hpa_sync_period}")
+        self.state_dir = state_dir.absolute()
+        self.hpa_sync_period = hpa_sync_period
+        self.cache = cache
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def pki(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def _recorded(self) -> ClusterState | None:
+        try:
+            return ClusterState(**json.loads(self._state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def status(self) -> ClusterState | None:
+        """The state of the cluster running from this state directory, or None.
+
+        None as well when only some of its processes are alive: ``stop()`` ends those.
+        """
+        state = self._recorded()
+        if state is None or set(state.pids) != set(_ORDER):
+            return None
+        alive = all(_is_ours(pid, self.state_dir) for pid in state.pids.values())
+        return state if alive else None
+
+    def api(self, state: ClusterState | None = None) -> ApiServer:
+        """A client of this cluster's API server, as the admin."""
+        state = state or self.status()
+        if state is None:
+            raise ClusterError("no local cluster is running: `expediter dev cluster start`")
+        return ApiServer(state.server, self.pki)
+
+    def start(self, timeout: float = 180.0) -> ClusterState:
+        """Start the cluster, or return the one already running from this state directory."""
+        running = self.status()
+        if running is not None:
+            return running
+        bin_dir = built_bin(self.cache)
+        require_kubectl()
+        self.stop()  # whatever is left of a start that failed half-way
+        deadline = time.monotonic() + timeout
+        state = self._prepare()
+        try:
+            self._launch(bin_dir, state, deadline)
+        except BaseException:
+            self._kill_started()
+            raise
+        return self._record(state)
+
+    def _prepare(self) -> ClusterState:
+        if self.state_dir.exists():
+            for stale in ("etcd", "pki", "logs"):
+                _remove(self.state_dir / stale)
+        self.logs.mkdir(parents=True)
+        try:
+            adapter = _free_port(ADAPTER_IP)
+        except OSError as exc:
+            raise ClusterError(
+                f"cannot bind {ADAPTER_IP} ({exc}): KEDA's adapter must listen inside the "
+                f"loopback service range {SERVICE_RANGE}; on Linux all of 127/8 is local, "
+                "elsewhere add the address to the loopback interface"
+            ) from exc
+        make_pki(self.pki, service_ip=_KUBERNETES_SERVICE_IP, adapter_ip=ADAPTER_IP)
+        ports = {
+            "etcd": _free_port(),
+            "etcd-peer": _free_port(),
+            "kube-apiserver": _free_port(),
+            "keda-operator-grpc": _free_port(),
+            "keda-operator-metrics": _free_port(),
+            "keda-operator-probe": _free_port(),
+            "keda-adapter": adapter,
+        }
+        server = f"https://127.0.0.1:{ports['kube-apiserver']}"
+        write_kubeconfig(self.kubeconfig, server=server, pki=self.pki)
+        return ClusterState(
+            server=server,
+            kubeconfig=str(self.kubeconfig),
+            pids={},
+            ports=ports,
+            logs=str(self.logs),
+            started_at=time.time(),
+            hpa_sync_period=self.hpa_sync_period,
+        )
+
+    def _launch(self, bin_dir: Path, state: ClusterState, deadline: float) -> None:
+        ports, pki, kubeconfig = state.ports, self.pki, str(self.kubeconfig)
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+        self._spawn("etcd", bin_dir, [
+            "--name=expediter",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=expediter={peer_url}",
+            # A throwaway cluster: fsync on a loaded disk is where etcd's latency would go.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ], state)  # fmt: skip
+        self._wait("etcd", lambda: etcd_healthy(etcd_url), deadline)
+        api = ApiServer(state.server, pki)
+        self._spawn("kube-apiserver", bin_dir, [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['kube-apiserver']}",
+            f"--etcd-servers={etcd_url}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            # No token controller runs, so pods could never get their service-account token.
+            "--disable-admission-plugins=ServiceAccount",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            f"--service-cluster-ip-range={SERVICE_RANGE}",
+            # The aggregator then dials the adapter's clusterIP, not an endpoint address.
+            "--enable-aggregator-routing=false",
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={self.pki / 'apiserver-generated'}",
+        ], state)  # fmt: skip
+        self._wait("kube-apiserver", api.ready, deadline)
+        self._spawn("kube-controller-manager", bin_dir, [
+            f"--kubeconfig={kubeconfig}",
+            "--controllers=deployment-controller,replicaset-controller,"
+            "horizontal-pod-autoscaler-controller",
+            "--leader-elect=false",
+            "--secure-port=0",
+            f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_period:g}s",
+        ], state)  # fmt: skip
+        self._spawn("kube-scheduler", bin_dir, [
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
+        ], state)  # fmt: skip
+        install_crds(self.kubeconfig, crds_dir(self.cache))
+        keda_env = {
+            "WATCH_NAMESPACE": "",
+            "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
+            "POD_NAMESPACE": KEDA_NAMESPACE,
+            "KUBECONFIG": kubeconfig,
+        }
+        grpc = f"127.0.0.1:{ports['keda-operator-grpc']}"
+        keda_certs = pki / "keda"
+        self._spawn("keda-operator", bin_dir, [
+            f"--metrics-bind-address=127.0.0.1:{ports['keda-operator-metrics']}",
+            f"--health-probe-bind-address=127.0.0.1:{ports['keda-operator-probe']}",
+            f"--metrics-service-bind-address={grpc}",
+            f"--cert-dir={keda_certs}",
+            f"--ca-dir={keda_certs}",
+            "--enable-cert-rotation=false",
+            "--leader-elect=false",
+        ], state, env=keda_env)  # fmt: skip
+        self._spawn("keda-adapter", bin_dir, [
+            f"--secure-port={ports['keda-adapter']}",
+            f"--bind-address={ADAPTER_IP}",
+            f"--tls-cert-file={keda_certs / 'tls.crt'}",
+            f"--tls-private-key-file={keda_certs / 'tls.key'}",
+            f"--lister-kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--metrics-service-address={grpc}",
+            f"--cert-dir={keda_certs}",
+            f"--ca-dir={keda_certs}",
+        ], state, env=keda_env)  # fmt: skip
+        apply_objects(self.kubeconfig, metrics_api_objects(ADAPTER_IP, ports["keda-adapter"]))
+        probe = f"http://127.0.0.1:{ports['keda-operator-probe']}/readyz"
+        self._wait("keda-operator", lambda: probe_ok(probe), deadline)
+        self._wait(
+            "keda-adapter", lambda: api.apiservice_available(EXTERNAL_METRICS_APISERVICE), deadline
+        )
+
+    def _spawn(
+        self,
+        name: str,
+        bin_dir: Path,
+        args: list[str],
+        state: ClusterState,
+        *,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            self._procs[name] = subprocess.Popen(
+                [str(bin_dir / name), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                # Its own session: Ctrl-C on `expediter dev cluster start` must not reach it.
+                start_new_session=True,
+            )
+        state.pids[name] = self._procs[name].pid
+        # Recorded at once, so that a stop after a start that died half-way finds it.
+        self._state_file.write_text(json.dumps(asdict(state), indent=2))
+
+    def _wait(self, name: str, ready: Callable[[], bool], deadline: float) -> None:
+        while True:
+            for started, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise ClusterError(
+                        f"{started} exited with code {proc.returncode} during start-up"
+                        f"{self._explain(started)}"
+                    )
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{name} was not ready in time{self._explain(name)}")
+            time.sleep(0.2)
+
+    def _explain(self, name: str) -> str:
+        tail = self.log_tail(name)
+        hint = ""
+        if "address already in use" in tail:
+            hint = (
+                "\nA port it was given was taken meanwhile by another process: run "
+                "`expediter dev cluster start` again (it picks fresh free ports)."
+            )
+        return f"; its log ({self.logs / name}.log) ends:\n{tail}{hint}"
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        try:
+            text = (self.logs / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _record(self, state: ClusterState) -> ClusterState:
+        self._state_file.write_text(json.dumps(asdict(state), indent=2))
+        return state
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM every process of this cluster (its PIDs only), KEDA first, etcd last.
+
+        True if any was running. Waits for them to exit, then SIGKILLs what is left.
+        """
+        state = self._recorded()
+        if state is None:
+            return False
+        pids = [
+            state.pids[name]
+            for name in reversed(_ORDER)
+            if name in state.pids and _is_ours(state.pids[name], self.state_dir)
+        ]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_is_ours(pid, self.state_dir) for pid in pids):
+            self._reap(block=False)
+            if time.monotonic() > deadline:
+                for pid in pids:
+                    if _is_ours(pid, self.state_dir):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.1)
+        self._reap(block=True)
+        self._state_file.unlink(missing_ok=True)
+        return bool(pids)
+
+    def _kill_started(self) -> None:
+        for proc in reversed(list(self._procs.values())):
+            if proc.poll() is None:
+                proc.kill()
+        self._reap(block=True)
+        self._state_file.unlink(missing_ok=True)
+
+    def _reap(self, *, block: bool) -> None:
+        # Our own children linger as zombies until waited for.
+        for proc in self._procs.values():
+            if block:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+            else:
+                proc.poll()
+
+    def __enter__(self) -> ClusterState:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
