@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 LLM_STAMP := $(VENV)/.installed-llm
 # llama-cpp-python is sdist-only and its native build dies with "Illegal instruction" on these
-# machines (ENVIRONMENT.md). pip caches the built wheel: the ~5 min build happens once a machine.
+# machines (docs/architecture.md#the-build-machines). pip caches the built wheel: the ~5 min build happens once a machine.
 LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 PYTEST_ARGS ?=
 

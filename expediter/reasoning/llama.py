@@ -114,7 +114,7 @@ class LlamaEngine:
             except ImportError as exc:
                 raise ConfigurationError(
                     f"EXPEDITER_ENGINE_KIND=llama needs llama-cpp-python: run `{_INSTALL}` "
-                    "(see ENVIRONMENT.md for the CMAKE_ARGS), or choose another engine kind"
+                    "(see the Makefile's LLM_CMAKE_ARGS), or choose another engine kind"
                 ) from exc
             path = self._settings.model_path
             if path is None:

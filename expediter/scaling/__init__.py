@@ -2,7 +2,7 @@
 
 Pure computation, no I/O and no clock: callers supply offsets and times. The same engine runs
 ``expediter keda simulate`` over a scenario's timeline and, later, a local supervisor over live
-lag, so what you watch locally is what the cluster would do (DESIGN.md, KEDA.md).
+lag, so what you watch locally is what the cluster would do (docs/architecture.md).
 
 Drive it step by step::
 
