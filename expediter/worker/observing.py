@@ -9,10 +9,12 @@ them over HTTP for Prometheus and the kubelet::
     async with ObservabilityServer(metrics, settings):
         ...                      # metrics.polled(), metrics.task_started(), health.mark_warm()
 
-Readiness reflects consumption progress, not just a live process (DESIGN.md): a worker is
-ready once warmed up and while polls keep completing, and stops being ready when it drains.
-Called by the worker; the tests use it without a broker.
-"""
+Health reflects consumption progress, not just a live process (docs/architecture.md): a worker
+is ready once warmed up and while polls keep completing and work keeps committing, and stops
+being ready when it drains or stalls (a failed commit, finished tasks waiting for their commit,
+or lag with nothing running or committing, for ``stall_seconds``). A stall that lasts
+``unhealthy_stall_seconds`` fails /healthz as well, so that the kubelet restarts the worker.
+Called by the worker; the tests use it without a broker."""
 
 from __future__ import annotations
 
@@ -76,18 +78,28 @@ class HealthState:
     """Liveness and readiness of one worker, set by the worker as it goes.
 
     Ready means: warmed up (``mark_warm()``: joined the group, engine loaded), not draining
-    (``mark_draining()``), and a poll completed within ``ready_poll_seconds``. Times come from
-    ``clock`` (monotonic), so a wall-clock jump never flips readiness.
+    (``mark_draining()``), a poll completed within ``ready_poll_seconds``, and not stalled
+    (:meth:`stall`). The worker reports progress with ``progressed()`` (a task started or a
+    transaction committed), ``committed()`` / ``commit_failed()``, ``awaiting_commit()`` and
+    ``set_lag()``. Times come from ``clock`` (monotonic), so a wall-clock jump never flips
+    readiness.
     """
 
     def __init__(
         self, settings: WorkerSettings, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.ready_poll_seconds = settings.ready_poll_seconds
+        self.stall_seconds = settings.stall_seconds
+        self.unhealthy_stall_seconds = settings.unhealthy_stall_seconds
         self._clock = clock
         self._warm = False
         self._draining = False
         self._last_poll: float | None = None
+        self._last_progress = clock()
+        self._commit_error: tuple[str, float] | None = None
+        self._waiting_since: float | None = None
+        self._lag = 0
+        self._busy = False
 
     @property
     def warm(self) -> bool:
@@ -104,6 +116,7 @@ class HealthState:
 
     def mark_warm(self) -> None:
         self._warm = True
+        self._last_progress = self._clock()
 
     def mark_draining(self) -> None:
         """On SIGTERM: no longer ready, so a rollout waits for the replacement instead."""
@@ -112,10 +125,58 @@ class HealthState:
     def polled(self, at: float | None = None) -> None:
         self._last_poll = self._clock() if at is None else at
 
-    def is_alive(self) -> bool:
+    def progressed(self, at: float | None = None) -> None:
+        """A task started or a transaction committed."""
+        self._last_progress = self._clock() if at is None else at
+
+    def committed(self, at: float | None = None) -> None:
+        """A transaction committed: progress, and commits work again."""
+        self.progressed(at)
+        self._commit_error = None
+
+    def commit_failed(self, reason: str, at: float | None = None) -> None:
+        """A transaction failed: unready until the next :meth:`committed`."""
+        if self._commit_error is None:
+            self._commit_error = (reason, self._clock() if at is None else at)
+        else:
+            self._commit_error = (reason, self._commit_error[1])
+
+    def awaiting_commit(self, since: float | None) -> None:
+        """When the oldest finished work still waiting for its commit was handed over, or
+        None when nothing waits."""
+        self._waiting_since = since
+
+    def set_lag(self, lag: int, *, busy: bool) -> None:
+        """Records not yet fetched over all assigned partitions, and whether tasks run now."""
+        self._lag = lag
+        self._busy = busy
+
+    def stall(self, now: float | None = None) -> tuple[str, float] | None:
+        """Why the worker cannot make progress and since when, or None if it can."""
+        now = self._clock() if now is None else now
+        if self._commit_error is not None:
+            reason, since = self._commit_error
+            return f"commits failing for {now - since:.1f}s: {reason}", since
+        waiting = self._waiting_since
+        if waiting is not None and now - waiting > self.stall_seconds:
+            return f"finished tasks waiting {now - waiting:.1f}s for their commit", waiting
+        idle = now - self._last_progress
+        if self._lag > 0 and not self._busy and idle > self.stall_seconds:
+            return (
+                f"lag {self._lag} and no task started or committed for {idle:.1f}s",
+                self._last_progress,
+            )
+        return None
+
+    def is_alive(self, now: float | None = None) -> bool:
         # Answering at all proves the event loop runs, and a dead root task exits the process.
-        # Draining stays alive on purpose: a liveness failure would kill the drain midway.
-        return True
+        # Draining stays alive on purpose: a liveness failure would kill the drain midway. A
+        # long stall is not alive: a restart is the one cure left for a worker stuck for good.
+        if self._draining:
+            return True
+        now = self._clock() if now is None else now
+        stall = self.stall(now)
+        return stall is None or now - stall[1] <= self.unhealthy_stall_seconds
 
     def is_ready(self, now: float | None = None) -> bool:
         return self.readiness(now).ready
@@ -133,6 +194,9 @@ class HealthState:
             return Readiness(
                 False, f"no poll for {age:.1f}s (limit {self.ready_poll_seconds:g}s)", age
             )
+        stall = self.stall(now)
+        if stall is not None:
+            return Readiness(False, stall[0], age)
         return Readiness(True, "polling", age)
 
 
@@ -252,6 +316,11 @@ class WorkerMetrics:
     def task_started(self) -> None:
         self._tally.in_flight += 1
 
+    @property
+    def in_flight(self) -> int:
+        """Tasks running now."""
+        return self._tally.in_flight
+
     def task_finished(
         self, outcome: TaskOutcome, seconds: float, *, reason: str | None = None
     ) -> None:
@@ -370,7 +439,8 @@ class ObservabilityServer:
     async def _serve_healthz(self, request: web.Request) -> web.Response:
         if self.health.is_alive():
             return web.Response(text="ok")
-        return web.Response(text="not alive", status=503)
+        stall = self.health.stall()
+        return web.Response(text=f"stalled: {stall[0] if stall else 'unknown'}", status=503)
 
     async def _serve_readyz(self, request: web.Request) -> web.Response:
         readiness = self.health.readiness()

@@ -1,11 +1,14 @@
 """Publishing one transaction's records: as one batch per partition, keys partitioned once.
 
 Called by the worker's committer (:mod:`expediter.worker.working`), inside the transaction that
-also commits the consumer offsets.
+also commits the consumer offsets. :meth:`Publisher.publish` returns the delivery futures, which
+the transaction awaits before it commits (:mod:`expediter.worker.transacting`): aiokafka fails
+an undelivered batch only through its future.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -71,7 +74,8 @@ class Publisher:
         """Full builders and big records, in the order they must go."""
         self._partitions: dict[str, tuple[list[int], list[int]]] = {}
 
-    async def publish(self, records: list[tuple[str, OutgoingRecord]]) -> None:
+    async def publish(self, records: list[tuple[str, OutgoingRecord]]) -> list[asyncio.Future[Any]]:
+        """Send ``records``; return their delivery futures, one per batch or big record."""
         for topic in {topic for topic, _ in records}:
             # The same lists, in the same order, that producer.send gives the partitioner.
             every = list(await self.producer.partitions_for(topic))
@@ -79,7 +83,7 @@ class Publisher:
             self._partitions[topic] = (every, available)
         for topic, record in records:
             self._add(topic, record)
-        await self._flush()
+        return await self._flush()
 
     def _add(self, topic: str, record: OutgoingRecord) -> None:
         tp = TopicPartition(topic, self.partitioner(topic, record.key, *self._partitions[topic]))
@@ -102,15 +106,18 @@ class Publisher:
         if builder is not None:
             self._ready.append((tp, builder))
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> list[asyncio.Future[Any]]:
         for tp in list(self._builders):
             self._seal(tp)
         ready, self._ready = self._ready, []
+        futures: list[asyncio.Future[Any]] = []
         for tp, item in ready:
             if isinstance(item, OutgoingRecord):
-                await self.producer.send(
+                future = await self.producer.send(
                     tp.topic, item.value, key=item.key, headers=item.headers,
                     partition=tp.partition,
                 )  # fmt: skip
             else:
-                await self.producer.send_batch(item, tp.topic, partition=tp.partition)
+                future = await self.producer.send_batch(item, tp.topic, partition=tp.partition)
+            futures.append(future)
+        return futures

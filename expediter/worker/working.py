@@ -14,6 +14,15 @@ results are never seen, the offset never moved, and the next owner redoes the ba
 effects, which no transaction can undo, are recorded in the tool ledger and replayed. So no task
 is lost and no result is applied twice.
 
+A transaction commits only if every record in it was delivered
+(:mod:`expediter.worker.transacting`). When one fails (a broker outage longer than the request
+timeout, a record the broker refuses), nothing of it commits, and the worker recovers in
+process rather than exiting: it drops every batch not yet committed, seeks each partition back
+to its last committed offset, and runs those records again on a new producer, after a backoff.
+Why in process: the records would be redelivered after a restart as well, but a restart costs
+the model's warm-up and a rebalance, and during a broker outage a crash loop would only add
+restart back-off to the outage. Meanwhile /readyz says the worker is not ready.
+
 Called by ``expediter worker`` (expediter.cli.worker) and the tests.
 """
 
@@ -45,6 +54,7 @@ from expediter.worker.limiting import Slots
 from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
 from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory
 from expediter.worker.publishing import BATCH_BYTES, KeyPartitions, Publisher
+from expediter.worker.transacting import TransactionFailed, Transactions
 
 __all__ = ["Worker"]
 
@@ -52,6 +62,8 @@ T = TypeVar("T")
 _LAG_EVERY = 5.0
 _IDLE_SECONDS = 1.0
 """A partition with no batch for this long may get its position committed past markers."""
+_REWIND_BACKOFF_FIRST, _REWIND_BACKOFF_MAX = 0.5, 10.0
+"""After a failed transaction, how long to wait before committing again (doubling)."""
 
 
 class _LedgerTools(ToolCallerFactory):
@@ -107,6 +119,13 @@ class Worker:
         self._owned: set[TopicPartition] = set()
         self._committed_to: dict[TopicPartition, int] = {}
         """The offset this worker last committed per partition (or read back on assignment)."""
+        self._first_fetched: dict[TopicPartition, int] = {}
+        """The first offset fetched per partition since it was assigned: where a rewind goes
+        when this worker never learnt the committed offset."""
+        self._generation = 0
+        """Bumped by a rewind: batches of an older generation are dropped, never committed."""
+        self.rewinds = 0
+        """How many times a failed transaction rewound the partitions."""
         self._last_batch: dict[TopicPartition, float] = {}
         self._partitioner = KeyPartitions()
         self._ran = False
@@ -138,20 +157,23 @@ class Worker:
             await self._phase("http", self.server.start())
             stack.push_async_callback(self.server.stop)
             options = client_options(self.kafka)
-            producer = AIOKafkaProducer(
-                **options,
-                transactional_id=self.transactional_id,
-                acks="all",
-                # A new transaction right after a commit meets CONCURRENT_TRANSACTIONS while the
-                # markers are written; the 100 ms default backoff would add that to every batch.
-                retry_backoff_ms=10,
-                # A transaction's results go out as one batch per partition (Publisher).
-                max_batch_size=BATCH_BYTES,
-            )
-            await self._phase(
-                "producer", stack.enter_async_context(connected(producer, self.kafka))
-            )
-            await self._phase("topics", self._check_topics(producer))
+
+            def make_producer() -> AIOKafkaProducer:
+                return AIOKafkaProducer(
+                    **options,
+                    transactional_id=self.transactional_id,
+                    acks="all",
+                    # A new transaction right after a commit meets CONCURRENT_TRANSACTIONS while
+                    # the markers are written; the 100 ms default backoff would add that to
+                    # every batch.
+                    retry_backoff_ms=10,
+                    # A transaction's results go out as one batch per partition (Publisher).
+                    max_batch_size=BATCH_BYTES,
+                )
+
+            transactions = Transactions(make_producer, self.kafka, self.log)
+            await self._phase("producer", stack.enter_async_context(transactions))
+            await self._phase("topics", self._check_topics(transactions.producer))
             tools = ToolCallerFactory()
             if self.agent.tools:
                 ledger = ToolLedger(self.kafka, topic=self.ledger_topic)
@@ -161,8 +183,8 @@ class Worker:
                 self.agent, self.engine, self.settings, self.names, self.producer_info, tools,
                 self.log,
             )  # fmt: skip
-            await self._phase("registry", self._register(producer))
-            stack.push_async_callback(self._unregister, producer)
+            await self._phase("registry", self._register(transactions))
+            stack.push_async_callback(self._unregister, transactions)
             consumer = self._consumer(options)
             await self._phase("join", stack.enter_async_context(connected(consumer, self.kafka)))
             self.health.mark_warm()
@@ -175,10 +197,10 @@ class Worker:
                 ", ".join(f"{name} {secs:.2f}s" for name, secs in self.phases.items()),
                 extra={"capability": self.agent.capability},
             )  # fmt: skip
-            committer = asyncio.create_task(self._commit_loop(producer))
+            committer = asyncio.create_task(self._commit_loop(transactions, consumer))
             committer.add_done_callback(self._part_done("committer"))
             try:
-                await self._consume(consumer, producer, runner)
+                await self._consume(consumer, transactions, runner)
             finally:
                 self.health.mark_draining()
                 await self._drain()
@@ -228,19 +250,30 @@ class Worker:
             resources=self.agent.resources,
         )
 
-    async def _register(self, producer: AIOKafkaProducer) -> None:
+    async def _register(self, transactions: Transactions) -> None:
         record = to_record(self._card())
-        async with self._commit_lock, producer.transaction():
-            await producer.send(
-                self.names.registry, record.value, key=record.key, headers=record.headers
-            )
 
-    async def _unregister(self, producer: AIOKafkaProducer) -> None:
-        if self._crash is not None:
-            return  # a crashed worker leaves its card; a clean stop removes it
+        async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+            return [await producer.send(
+                self.names.registry, record.value, key=record.key, headers=record.headers
+            )]  # fmt: skip
+
+        async with self._commit_lock:
+            await transactions.run(send)
+
+    async def _unregister(self, transactions: Transactions) -> None:
+        if self._crash is not None or transactions.broken:
+            return  # a crashed worker leaves its card (so does one cut off); a clean stop not
         key = f"{self.agent.capability}/{self.instance}".encode()
-        async with self._commit_lock, producer.transaction():
-            await producer.send(self.names.registry, None, key=key)
+
+        async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+            return [await producer.send(self.names.registry, None, key=key)]
+
+        async with self._commit_lock:
+            try:
+                await transactions.run(send)
+            except TransactionFailed as exc:
+                self.log.warning("could not remove this worker's registry card: %s", exc)
 
     def _consumer(self, options: dict[str, Any]) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
@@ -263,7 +296,7 @@ class Worker:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _consume(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, runner: TaskRunner
+        self, consumer: AIOKafkaConsumer, transactions: Transactions, runner: TaskRunner
     ) -> None:
         next_lag = 0.0
         limit = self.settings.max_batch_records
@@ -279,15 +312,16 @@ class Worker:
                     consumer.pause(tp)
                 ran = self._processing[tp] = asyncio.get_running_loop().create_future()
                 self._last_batch[tp] = time.monotonic()
+                self._first_fetched.setdefault(tp, records[0].offset)
                 task = asyncio.create_task(
-                    self._batch(tp, records, consumer, runner, previous, ran)
+                    self._batch(tp, records, consumer, runner, previous, ran, self._generation)
                 )
                 self._inflight.setdefault(tp, set()).add(task)
                 task.add_done_callback(self._part_done(f"batch of {tp}", tp))
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + _LAG_EVERY
                 await self._report_lag(consumer)
-                await self._commit_past_markers(consumer, producer)
+                await self._commit_past_markers(consumer, transactions)
 
     def _part_done(
         self, what: str, tp: TopicPartition | None = None
@@ -312,15 +346,20 @@ class Worker:
         runner: TaskRunner,
         previous: asyncio.Future[None] | None,
         ran: asyncio.Future[None],
+        generation: int,
     ) -> None:
         """Run one fetched batch of ``tp`` after ``previous`` (the batch before it) ran; set
         ``ran`` once every record ran, then wait for the commit."""
         try:
-            if previous is not None and not previous.done():
-                await asyncio.wait([previous])
+            if previous is not None:
+                if not previous.done():
+                    await asyncio.wait([previous])
+                # Resume whether or not there was a wait: the poll loop paused ``tp`` when it saw
+                # ``previous`` running, and ``previous`` may have ended before this task began.
+                # Resuming only after a wait left such a partition paused for good.
                 if tp in consumer.assignment():
-                    consumer.resume(tp)  # paused while this batch waited; it runs now
-            commits = await self._run_batch(tp, records, runner)
+                    consumer.resume(tp)
+            commits = await self._run_batch(tp, records, runner, generation)
         finally:
             if not ran.done():
                 ran.set_result(None)
@@ -333,6 +372,7 @@ class Worker:
         tp: TopicPartition,
         records: list[ConsumerRecord[bytes, bytes]],
         runner: TaskRunner,
+        generation: int,
     ) -> list[asyncio.Future[None]]:
         """Run every record; the futures say when each handed-over part is committed."""
         lanes: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = {}
@@ -351,12 +391,16 @@ class Worker:
             # (handlers that never wait) go over together.
             nonlocal handed, hand_over_due
             hand_over_due = False
+            if generation != self._generation:
+                return  # rewound: these records run again, from the committed offset
             end = handed
             while end < len(records) and records[end].offset in outcomes:
                 end += 1
             if end > handed:
                 committed = loop.create_future()
-                self._finished.append(_Finished(tp, records[handed:end], outcomes, committed))
+                self._finished.append(_Finished(
+                    tp, records[handed:end], outcomes, committed, generation, time.monotonic()
+                ))  # fmt: skip
                 self._finished_event.set()
                 commits.append(committed)
                 handed = end
@@ -384,46 +428,96 @@ class Worker:
         hand_over_done_prefix()  # if the last one is still due
         return commits
 
-    async def _commit_loop(self, producer: AIOKafkaProducer) -> None:
+    async def _commit_loop(self, transactions: Transactions, consumer: AIOKafkaConsumer) -> None:
         """Commit finished batches, as many as are waiting, in one transaction.
 
         Group commit: while one transaction is in flight, the batches that finish meanwhile
         queue up and go together in the next, so the transaction overhead (four round trips and
-        the markers) is paid per group of batches, not per batch.
+        the markers) is paid per group of batches, not per batch. A failed transaction rewinds
+        (:meth:`_rewind`) and waits a backoff before the next.
         """
+        backoff = _REWIND_BACKOFF_FIRST
         while True:
             await self._finished_event.wait()
             self._finished_event.clear()
             batch, self._finished = self._finished, []
-            try:
-                async with self._commit_lock:
-                    # Revoked while running: the new owner redoes those.
-                    owned = [b for b in batch if b.tp in self._owned]
+            if batch:
+                self.health.awaiting_commit(batch[0].handed_at)
+            failed: TransactionFailed | None = None
+            async with self._commit_lock:
+                # Revoked while running: the new owner redoes those. Rewound: they run again.
+                owned = [b for b in batch
+                         if b.tp in self._owned and b.generation == self._generation]  # fmt: skip
+                try:
                     if owned:
-                        await self._commit(producer, owned)
-            except BaseException as exc:
-                for item in batch:
-                    if not item.committed.done():
-                        item.committed.set_exception(exc)
-                raise
+                        await self._commit(transactions, owned)
+                except TransactionFailed as exc:
+                    failed = exc
+                    self.health.commit_failed(str(exc))
+                    self.log.warning(
+                        "a transaction of %d task(s) failed; every uncommitted task runs again "
+                        "from the last committed offsets in %.1fs: %s",
+                        sum(len(b.records) for b in owned), backoff, exc,
+                    )  # fmt: skip
+                    self._rewind(consumer)
             for item in batch:
-                if not item.committed.done():
+                if failed is not None:
+                    item.committed.cancel()
+                elif not item.committed.done():
                     item.committed.set_result(None)
+            if failed is None:
+                if owned:
+                    self.health.committed()
+                    backoff = _REWIND_BACKOFF_FIRST
+                self.health.awaiting_commit(self._finished[0].handed_at if self._finished else None)
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _REWIND_BACKOFF_MAX)
+                self._finished_event.set()  # batches run meanwhile; the next run starts a producer
 
-    async def _commit(self, producer: AIOKafkaProducer, batches: list[_Finished]) -> None:
-        async with producer.transaction():
-            await Publisher(producer, self._partitioner).publish(
+    async def _commit(self, transactions: Transactions, batches: list[_Finished]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for item in batches:
+            offsets[item.tp] = max(offsets.get(item.tp, 0), item.records[-1].offset + 1)
+
+        async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+            delivered = await Publisher(producer, self._partitioner).publish(
                 [out for item in batches for record in item.records
                  for out in item.outcomes[record.offset].publish]
             )  # fmt: skip
-            offsets: dict[TopicPartition, int] = {}
-            for item in batches:
-                offsets[item.tp] = max(offsets.get(item.tp, 0), item.records[-1].offset + 1)
             await producer.send_offsets_to_transaction(offsets, self.group)
+            return delivered
+
+        await transactions.run(send)
         self._committed_to.update(offsets)
 
+    def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """After a failed transaction: drop every batch not committed, and fetch again from the
+        committed offsets, so that each of those records runs again and commits once.
+
+        All of it happens in one turn of the loop: no fetch returns records from before the
+        seek (aiokafka drops fetched records whose offset is not the position), and no batch
+        started before it hands anything over after it (the generation changed). The
+        cancelled batches' handlers end like on revocation.
+        """
+        self._generation += 1
+        self.rewinds += 1
+        for tasks in self._inflight.values():
+            for task in tasks:
+                task.cancel()
+        for item in self._finished:
+            item.committed.cancel()
+        self._finished = []
+        self._processing.clear()
+        for tp in consumer.assignment():
+            start = self._committed_to.get(tp, self._first_fetched.get(tp))
+            if start is not None:
+                consumer.seek(tp, start)
+            consumer.resume(tp)
+        self.health.awaiting_commit(None)
+
     async def _commit_past_markers(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+        self, consumer: AIOKafkaConsumer, transactions: Transactions
     ) -> None:
         """Commit the position of idle partitions whose last records were followed by markers.
 
@@ -435,8 +529,8 @@ class Worker:
         was a record this worker committed, a marker, or an aborted record: safe to commit.
         Called from the fetch loop, so no fetch moves the position meanwhile.
         """
-        if self._stop.is_set():
-            return
+        if self._stop.is_set() or transactions.broken:
+            return  # a broken producer is the committer's to replace, off the fetch loop
         now = time.monotonic()
         waiting = {item.tp for item in self._finished}
         due: dict[TopicPartition, int] = {}
@@ -458,10 +552,21 @@ class Worker:
             return
         async with self._commit_lock:
             due = {tp: offset for tp, offset in due.items() if tp in self._owned}
-            if due:
-                async with producer.transaction():
-                    await producer.send_offsets_to_transaction(due, self.group)
-                self._committed_to.update(due)
+            if not due or transactions.broken:
+                return
+
+            async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+                await producer.send_offsets_to_transaction(due, self.group)
+                return []
+
+            try:
+                await transactions.run(send)
+            except TransactionFailed as exc:
+                # Only offsets, so nothing runs again; the next commit starts a new producer.
+                self.log.warning("committing offsets past commit markers failed: %s", exc)
+                self._finished_event.set()
+                return
+            self._committed_to.update(due)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == "dead-lettered":
@@ -480,13 +585,17 @@ class Worker:
             self.metrics.tokens(usage.prompt_tokens, usage.completion_tokens)
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        total = 0
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
             with contextlib.suppress(Exception):  # a partition revoked mid-call
                 position = await consumer.position(tp)
-                self.metrics.set_lag(tp.topic, tp.partition, max(highwater - position, 0))
+                lag = max(highwater - position, 0)
+                self.metrics.set_lag(tp.topic, tp.partition, lag)
+                total += lag
+        self.health.set_lag(total, busy=self.metrics.in_flight > 0)
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -521,6 +630,7 @@ class Worker:
     def assign(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions - self._owned:
             self._committed_to.pop(tp, None)  # another member may have committed meanwhile
+            self._first_fetched.pop(tp, None)
         self._owned |= partitions
         self.assignments += 1
 
@@ -533,6 +643,9 @@ class _Finished:
     records: list[ConsumerRecord[bytes, bytes]]
     outcomes: dict[int, Outcome]
     committed: asyncio.Future[None]
+    generation: int
+    handed_at: float
+    """When the batch was handed over (monotonic): how long it has waited for its commit."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
