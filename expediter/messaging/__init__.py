@@ -4,14 +4,13 @@ Called by the worker, the orchestrator, the dev tooling and the CLI. Imports onl
 and ``errors`` (and, later, ``events``).
 """
 
-from expediter.messaging.cataloging import (
+from expediter.messaging.cataloging import load_catalog, parse_catalog
+from expediter.messaging.catalogs import (
     DEFAULT_CATALOG,
     Catalog,
     CleanupPolicy,
     TopicRole,
     TopicSpec,
-    load_catalog,
-    parse_catalog,
 )
 from expediter.messaging.connecting import client_options, connected
 from expediter.messaging.naming import TopicNames

@@ -27,7 +27,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from expediter.errors import BrokerError, ConfigurationError
-from expediter.messaging.cataloging import Catalog, TopicSpec
+from expediter.messaging.catalogs import Catalog, TopicSpec
 from expediter.messaging.connecting import client_options, connected
 from expediter.settings import KafkaSettings
 

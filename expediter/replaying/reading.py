@@ -33,7 +33,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from expediter.errors import BrokerError, ConfigurationError, ExpediterError
 from expediter.messaging import client_options, connected
-from expediter.messaging.cataloging import parse_duration_ms
+from expediter.messaging.catalogs import parse_duration_ms
 from expediter.settings import KafkaSettings
 
 __all__ = [

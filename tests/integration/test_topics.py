@@ -25,7 +25,7 @@ from expediter.messaging import (
     parse_catalog,
     plan_topics,
 )
-from expediter.messaging.cataloging import KAFKA_TOPIC_CONFIGS
+from expediter.messaging.catalogs import KAFKA_TOPIC_CONFIGS
 
 CATALOG = Path(__file__).resolve().parents[2] / "topics" / "topics.yaml"
 
