@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from expediter.orchestrator import All, Parallel, Step, Workflow, WorkflowState
 
 
+class FieldAnalysisInput(BaseModel):
+    """What `submit field-analysis --input` takes; a misspelt field is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field_id: str = Field(min_length=1)
+    depth_cm: int = Field(default=30, gt=0)
+    """How deep the soil is sampled."""
+
+
 def soil_input(state: WorkflowState) -> dict[str, Any]:
-    return {"field_id": state.input["field_id"], "depth_cm": state.input.get("depth_cm", 30)}
+    return {"field_id": state.input["field_id"], "depth_cm": state.input["depth_cm"]}
 
 
 def pest_input(state: WorkflowState) -> dict[str, Any]:
@@ -60,6 +72,7 @@ def report(state: WorkflowState) -> dict[str, Any]:
 
 workflow = Workflow(
     name="field-analysis",
+    input_model=FieldAnalysisInput,
     stages=[
         Parallel(
             "survey",

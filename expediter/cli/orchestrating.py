@@ -89,11 +89,18 @@ def submit(
     workflows: WorkflowsDir = None,
     json_: JsonFlag = False,
 ) -> None:
-    """Publish a request; with --wait, print the final result (request-reply over Kafka)."""
+    """Publish a request; with --wait, print the final result (request-reply over Kafka).
+
+    A workflow's input is checked against its input model first: bad input is refused (exit
+    2) with each bad field named, before anything is sent.
+    """
     given = _parse_input(input_)
     settings = OrchestratorSettings()
     folder = workflows or settings.workflows_dir
-    names = set(load_workflows(folder)) if folder.is_dir() else set()
+    found = load_workflows(folder) if folder.is_dir() else {}
+    if target in found:
+        found[target].check_input(given)  # InvalidInputError: a ConfigurationError, exit 2
+    names = set(found)
     done = asyncio.run(_submit(target, given, names, settings, wait, timeout, count, rate, json_))
     if json_:
         emit_json([_summary(s) for s in done] if count > 1 else _summary(done[0]))
@@ -176,6 +183,8 @@ def status(
         console.print(
             f"[bold]{state.workflow_id}[/] {state.workflow}: {state.status}", highlight=False
         )
+        if state.reason:
+            console.print(f"reason: {state.reason}", highlight=False, markup=False)
         steps = Table("step", "capability", "status", "attempt", "late", "error")
         for step_id, step in state.steps.items():
             steps.add_row(step_id, step.capability, step.status, str(step.attempt), str(step.late),

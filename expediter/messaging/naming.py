@@ -57,6 +57,12 @@ class TopicNames:
         return f"{self.prefix}workflows.events"
 
     @property
+    def orchestrator_dlq(self) -> str:
+        """Commands and results the orchestrator could not handle (`expediter dlq list
+        orchestrator`)."""
+        return self.dlq("orchestrator")
+
+    @property
     def changelog(self) -> str:
         """The Faust workflow table's changelog (Faust names it after app id and table)."""
         return f"{self.prefix}expediter-orchestrator-workflows-changelog"

@@ -2,8 +2,12 @@
 
 A file under ``workflows/`` declares one workflow::
 
+    class FieldInput(BaseModel):
+        field_id: str
+
     workflow = Workflow(
         name="field-analysis",
+        input_model=FieldInput,
         stages=[
             Parallel("survey", [
                 Step("soil", "soil-analysis", lambda s: {"field_id": s.input["field_id"]}),
@@ -15,6 +19,9 @@ A file under ``workflows/`` declares one workflow::
     )
 
 A stage starts when the one before it has joined. A step whose ``when`` is false is skipped.
+The input model (pydantic) is checked by ``expediter submit`` (bad input is refused, the field
+named) and again by the orchestrator (bad input fails that workflow): the steps' input builders
+can then rely on the fields it declares.
 Each step has a deadline and a retry policy (attempts, for retriable failures and deadlines).
 Called by the orchestrator's stepping logic and by the workflow loader.
 """
@@ -28,12 +35,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
+
 from expediter.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from expediter.orchestrator.state import WorkflowState
 
-__all__ = ["All", "Any_", "Join", "Parallel", "Quorum", "Step", "Workflow", "load_workflows"]
+__all__ = [
+    "All",
+    "Any_",
+    "InvalidInputError",
+    "Join",
+    "Parallel",
+    "Quorum",
+    "Step",
+    "Workflow",
+    "load_workflows",
+]
 
 InputBuilder = Callable[["WorkflowState"], Mapping[str, Any]]
 Condition = Callable[["WorkflowState"], bool]
@@ -95,12 +114,39 @@ Stage = Step | Parallel
 Report = Callable[["WorkflowState"], Mapping[str, Any]]
 
 
+class InvalidInputError(ConfigurationError):
+    """A workflow's input does not fit its input model; the message names each bad field."""
+
+
 @dataclass(frozen=True)
 class Workflow:
     name: str
     stages: Sequence[Stage]
     report: Report
     """The final step: assembles the report from the state once every stage has joined."""
+    input_model: type[BaseModel] | None = None
+    """What the workflow's input must look like. None accepts any JSON object (the input
+    builders then meet whatever was sent; a builder that raises fails the workflow)."""
+
+    def check_input(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` as the input model reads it (defaults filled in), or InvalidInputError."""
+        if self.input_model is None:
+            return dict(given)
+        try:
+            return self.input_model.model_validate(given).model_dump(mode="json")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or '(input)'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            fields = ", ".join(
+                f"{name}{'' if field.is_required() else ' (optional)'}"
+                for name, field in self.input_model.model_fields.items()
+            )
+            raise InvalidInputError(
+                f"invalid input for workflow {self.name}: {problems}. It takes a JSON object "
+                f"with {fields or 'no fields'}"
+            ) from None
 
     def __post_init__(self) -> None:
         ids = [s.id for s in self.steps()]

@@ -21,6 +21,10 @@
   stop committing a partition for good after a rebalance), and a transaction commits only once
   every record in it was delivered (:mod:`expediter.orchestrator.delivering`; aiokafka commits
   over failed records).
+- A record that cannot be handled (undecodable, an unknown workflow, handling that raises)
+  becomes a dead letter in ``dlq.orchestrator``, in the record's transaction
+  (:mod:`expediter.orchestrator.deadlettering`); a workflow's own code that raises fails that
+  workflow (:mod:`expediter.orchestrator.stepping`). Neither stops the stream.
 - Deadlines: a timer scans the local table and sends ``expire`` commands for overdue steps.
   Nothing waits in memory: the command is handled in the stream like a result, so deadlines
   survive restarts.
@@ -33,13 +37,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
 
-from expediter.errors import DecodeError
 from expediter.events import (
     OutgoingRecord,
     ResultEvent,
@@ -51,6 +55,7 @@ from expediter.events import (
 )
 from expediter.messaging import TopicNames, client_options
 from expediter.orchestrator.consuming import Consumer, OrchestratorApp
+from expediter.orchestrator.deadlettering import Unhandled, dead_letter
 from expediter.orchestrator.defining import Workflow
 from expediter.orchestrator.state import WorkflowState
 from expediter.orchestrator.stepping import PRODUCER, Effects, apply_result, expire, overdue, start
@@ -62,6 +67,9 @@ APP_ID = "expediter-orchestrator"
 """Faust names the table's changelog ``<app id>-workflows-changelog``: the catalog lists it."""
 
 log = logging.getLogger("expediter.orchestrator")
+
+Outcome = tuple[WorkflowState, Effects] | None
+"""What handling one record decided: the workflow's new state and what to publish, or nothing."""
 
 
 def _broker(kafka: KafkaSettings) -> dict[str, Any]:
@@ -147,35 +155,53 @@ def build_app(
                    OutgoingRecord(key=key, value=data, headers=[]),
                    partition=event.message.partition)  # fmt: skip
 
-    async def on_command(event: Any, command: WorkflowCommand, trace: TraceParent) -> None:
+    def on_command(command: WorkflowCommand) -> Outcome:
         workflow = workflows.get(command.workflow)
         now = datetime.now(UTC)
         state = load(command.workflow_id)
         if command.action == "start":
             if state is not None:
-                return  # a resubmission of the same id (or a record read twice): the first stands
+                return None  # a resubmission of the same id (or a record read twice)
             if workflow is None:
-                log.error("unknown workflow %r (known: %s)", command.workflow, sorted(workflows))
-                return
-            state, effects = start(workflow, command.workflow_id, command.input, now)
-        elif state is None or workflow is None or command.step_id is None:
-            return
-        else:
-            effects = expire(workflow, state, command.step_id, command.attempt or 0, now)
-        await save(event, state)
-        await publish(event, effects, trace)
+                raise Unhandled(
+                    "unknown-workflow",
+                    f"no workflow {command.workflow!r} here (known: {', '.join(sorted(workflows))})"
+                    "; add its file to the orchestrator's workflows folder, then redrive",
+                )
+            return start(workflow, command.workflow_id, command.input, now)
+        if state is None or workflow is None or command.step_id is None:
+            return None
+        return state, expire(workflow, state, command.step_id, command.attempt or 0, now)
 
-    async def on_result(event: Any, result: ResultEvent, trace: TraceParent) -> None:
+    def on_result(result: ResultEvent) -> Outcome:
         state = load(result.workflow_id)
         workflow = workflows.get(state.workflow) if state else None
         if state is None or workflow is None:
-            return  # a result for a task no workflow sent (`expediter submit <capability>`)
-        effects = apply_result(workflow, state, result, datetime.now(UTC))
-        await save(event, state)
-        await publish(event, effects, trace)
+            return None  # a result for a task no workflow sent (`expediter submit <capability>`)
+        return state, apply_result(workflow, state, result, datetime.now(UTC))
 
-    app.agent(commands, name=f"{APP_ID}.commands")(_handling(app, WorkflowCommand, on_command))
-    app.agent(results, name=f"{APP_ID}.results")(_handling(app, ResultEvent, on_result))
+    async def handle(event: Any, model: type[Any], decide: Callable[[Any], Outcome]) -> None:
+        try:
+            outcome = decide(decode(event.value, model))
+        except Exception as exc:
+            # A record that cannot be handled must not stop the stream (each restart would
+            # read it again): it becomes a dead letter, committed with its offset. Only the
+            # deciding is guarded; a failed write below is the broker's, and crashes the app.
+            letter = dead_letter(event.message, exc, PRODUCER)
+            log.error("dead letter %s[%d]@%d (%s): %s", letter.source_topic,
+                      letter.source_partition, letter.source_offset, letter.reason,
+                      letter.detail)  # fmt: skip
+            await send(event, names.orchestrator_dlq, to_record(letter, trace=_trace(event)))
+            return
+        if outcome is not None:
+            state, effects = outcome
+            await save(event, state)
+            await publish(event, effects, _trace(event))
+
+    app.agent(commands, name=f"{APP_ID}.commands")(
+        _handling(app, WorkflowCommand, on_command, handle)
+    )
+    app.agent(results, name=f"{APP_ID}.results")(_handling(app, ResultEvent, on_result, handle))
 
     sent: dict[tuple[str, str, int], float] = {}
 
@@ -252,23 +278,16 @@ class WorkflowTable(faust.Table[str, Any]):
         return None
 
 
-def _handling(app: faust.App, model: type[Any], handle: Any) -> Any:
-    """The agent that calls ``handle(event, decoded, trace)`` for each record, one at a time.
+def _handling(app: faust.App, model: type[Any], decide: Any, handle: Any) -> Any:
+    """The agent that calls ``handle(event, model, decide)`` for each record, one at a time.
 
-    A record is marked handled once ``handle`` returns, or once it is logged as undecodable
-    (see :mod:`expediter.orchestrator.consuming`); an exception crashes the app instead.
+    A record is marked handled once ``handle`` returns (with its writes, or its dead letter; see
+    :mod:`expediter.orchestrator.consuming`); an exception (a failed send) crashes the app.
     """
 
     async def agent(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                decoded = decode(event.value, model)
-            except DecodeError as exc:
-                tp = event.message.tp
-                log.error("undecodable record at %s[%d]@%d: %s",
-                          tp.topic, tp.partition, event.message.offset, exc)  # fmt: skip
-            else:
-                await handle(event, decoded, _trace(event))
+            await handle(event, model, decide)
             cast(Consumer, app.consumer).handled(event.message)
 
     return agent

@@ -9,11 +9,16 @@ Rules:
 - a result after the step's deadline, for an older attempt, or for a step no longer running
   (its group already joined, or it was expired) is late: counted, announced, otherwise ignored;
 - a retriable failure or a missed deadline publishes attempt + 1 until the step's max_attempts,
-  then the step fails; a failed stage fails the workflow.
+  then the step fails; a failed stage fails the workflow;
+- input the workflow's input model refuses fails the workflow at its start; an exception in the
+  workflow's own code (a step's input builder, its ``when=`` condition, the report) fails that
+  step and the workflow, with the error in the state and in a ``failed`` completion. It never
+  escapes to the caller: one bad workflow must not stop the orchestrator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +31,7 @@ from expediter.events import (
     WorkflowEvent,
     WorkflowStatus,
 )
-from expediter.orchestrator.defining import Parallel, Step, Workflow
+from expediter.orchestrator.defining import InvalidInputError, Parallel, Step, Workflow
 from expediter.orchestrator.state import StepState, WorkflowState
 
 __all__ = ["Effects", "apply_result", "expire", "overdue", "start"]
@@ -58,16 +63,24 @@ class Effects:
 def start(
     workflow: Workflow, workflow_id: str, given: dict[str, Any], now: datetime
 ) -> tuple[WorkflowState, Effects]:
+    """A new workflow: its first stage's tasks, or a failed workflow if ``given`` is invalid."""
+    try:
+        checked, invalid = workflow.check_input(given), None
+    except InvalidInputError as exc:
+        checked, invalid = given, exc
     state = WorkflowState(
         workflow_id=workflow_id,
         workflow=workflow.name,
-        input=given,
+        input=checked,
         created_at=now,
         steps={s.id: StepState(capability=s.capability) for s in workflow.steps()},
     )
     effects = Effects()
-    effects.note(state, "started", input=given)
-    _advance(workflow, state, now, effects)
+    effects.note(state, "started", input=checked)
+    if invalid is not None:
+        _finish(state, "failed", now, effects, reason=str(invalid))
+        return state, effects
+    _guarded(lambda: _advance(workflow, state, now, effects), state, now, effects)
     return state, effects
 
 
@@ -101,14 +114,15 @@ def apply_result(
         step.finished_at = now
         effects.note(state, "step-completed", result.step_id, attempt=result.attempt)
     elif result.error is not None and result.error.retriable and step.attempt < spec.max_attempts:
-        _dispatch(state, spec, step.attempt + 1, now, effects)
+        retry = step.attempt + 1
+        _guarded(lambda: _dispatch(state, spec, retry, now, effects), state, now, effects)
     else:
         step.status = "failed"
         step.error = result.error
         step.finished_at = now
         effects.note(state, "step-completed", result.step_id, attempt=result.attempt,
                      failed=True)  # fmt: skip
-    _advance(workflow, state, now, effects)
+    _guarded(lambda: _advance(workflow, state, now, effects), state, now, effects)
     return effects
 
 
@@ -125,7 +139,8 @@ def expire(
     ):  # fmt: skip
         return effects  # already resolved, retried, or not due: a stale timer command
     if step.attempt < spec.max_attempts:
-        _dispatch(state, spec, step.attempt + 1, now, effects)
+        retry = step.attempt + 1
+        _guarded(lambda: _dispatch(state, spec, retry, now, effects), state, now, effects)
     else:
         step.status = "failed"
         step.error = TaskError(
@@ -134,7 +149,7 @@ def expire(
         step.finished_at = now
         effects.note(state, "step-completed", step_id, attempt=attempt, failed=True,
                      reason="deadline")  # fmt: skip
-    _advance(workflow, state, now, effects)
+    _guarded(lambda: _advance(workflow, state, now, effects), state, now, effects)
     return effects
 
 
@@ -152,6 +167,38 @@ def overdue(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
 # -- internals ------------------------------------------------------------------------------
 
 
+class _UserCodeError(Exception):
+    """The workflow's own code raised: ``code`` says which part (input-builder, condition)."""
+
+    def __init__(self, step_id: str, code: str, error: Exception) -> None:
+        self.step_id = step_id
+        self.code = code
+        self.reason = f"step {step_id}: its {code} raised {error!r}"
+        super().__init__(self.reason)
+
+
+def _guarded(
+    work: Callable[[], None], state: WorkflowState, now: datetime, effects: Effects
+) -> None:
+    """Runs ``work``; if the workflow's code raised in it, fails that step and the workflow."""
+    try:
+        work()
+    except _UserCodeError as exc:
+        step = state.steps[exc.step_id]
+        step.status = "failed"
+        step.error = TaskError(retriable=False, code=exc.code, message=exc.reason[:10_000])
+        step.finished_at = now
+        effects.note(state, "step-completed", exc.step_id, failed=True, reason=exc.reason)
+        _finish(state, "failed", now, effects, reason=exc.reason)
+
+
+def _build_input(spec: Step, state: WorkflowState) -> dict[str, Any]:
+    try:
+        return dict(spec.build_input(state))
+    except Exception as exc:  # user code: fails this workflow (see _guarded), never the caller
+        raise _UserCodeError(spec.id, "input-builder", exc) from exc
+
+
 def _stage_of(workflow: Workflow, spec: Step) -> int:
     for index, stage in enumerate(workflow.stages):
         members = stage.steps if isinstance(stage, Parallel) else [stage]
@@ -161,14 +208,20 @@ def _stage_of(workflow: Workflow, spec: Step) -> int:
 
 
 def _dispatch(
-    state: WorkflowState, spec: Step, attempt: int, now: datetime, effects: Effects
+    state: WorkflowState,
+    spec: Step,
+    attempt: int,
+    now: datetime,
+    effects: Effects,
+    given: dict[str, Any] | None = None,
 ) -> None:
+    # The input first: if the builder raises, the step is left as it was.
+    given = _build_input(spec, state) if given is None else given
     step = state.steps[spec.id]
     deadline = now + timedelta(seconds=spec.deadline_seconds)
     task = TaskEvent(
         producer=PRODUCER, workflow_id=state.workflow_id, step_id=spec.id,
-        capability=spec.capability, attempt=attempt, deadline=deadline,
-        input=dict(spec.build_input(state)),
+        capability=spec.capability, attempt=attempt, deadline=deadline, input=given,
     )  # fmt: skip
     step.status = "running"
     step.attempt = attempt
@@ -185,20 +238,25 @@ def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: E
             try:
                 state.report = dict(workflow.report(state))
             except Exception as exc:  # user code: a broken report fails the workflow, not us
-                _finish(state, "failed", now, effects, reason=f"report failed: {exc!r}")
+                _finish(state, "failed", now, effects, reason=f"its report raised {exc!r}")
                 return
             _finish(state, "completed", now, effects)
             return
         stage = workflow.stages[state.stage]
         members = list(stage.steps) if isinstance(stage, Parallel) else [stage]
-        for spec in members:
-            step = state.steps[spec.id]
-            if step.status == "pending":
-                if spec.when is not None and not _holds(spec, state):
-                    step.status = "skipped"
-                    effects.note(state, "step-completed", spec.id, skipped=True)
-                else:
-                    _dispatch(state, spec, 1, now, effects)
+        # Every member's condition and input before any task: if the workflow's code raises for
+        # one, none of the group is dispatched.
+        plans = [
+            (spec, _build_input(spec, state) if _holds(spec, state) else None)
+            for spec in members
+            if state.steps[spec.id].status == "pending"
+        ]
+        for spec, given in plans:
+            if given is None:
+                state.steps[spec.id].status = "skipped"
+                effects.note(state, "step-completed", spec.id, skipped=True)
+            else:
+                _dispatch(state, spec, 1, now, effects, given)
         outcome = _joined(stage, members, state)
         if outcome is None:
             return
@@ -210,10 +268,12 @@ def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: E
 
 
 def _holds(spec: Step, state: WorkflowState) -> bool:
+    if spec.when is None:
+        return True
     try:
-        return bool(spec.when(state)) if spec.when else True
-    except Exception:  # a condition reading a missing output: the step does not apply
-        return False
+        return bool(spec.when(state))
+    except Exception as exc:  # user code: fails this workflow (see _guarded), never the caller
+        raise _UserCodeError(spec.id, "condition", exc) from exc
 
 
 def _joined(stage: Step | Parallel, members: list[Step], state: WorkflowState) -> bool | None:
