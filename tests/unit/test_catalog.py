@@ -22,7 +22,7 @@ from expediter.messaging import (
     load_catalog,
     parse_catalog,
 )
-from expediter.messaging.cataloging import parse_duration_ms
+from expediter.messaging.catalogs import parse_duration_ms
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / DEFAULT_CATALOG
