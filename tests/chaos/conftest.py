@@ -15,16 +15,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 from expediter.dev import BrokerState, LocalBroker
+from expediter.messaging import client_options, connected
 from expediter.settings import DevSettings, KafkaSettings
 from tests.support import ROOT
+
+Records = list[ConsumerRecord[bytes, bytes]]
 
 
 class ChaosBroker:
@@ -90,6 +96,32 @@ async def chaos_broker(_chaos_local: LocalBroker) -> ChaosBroker:
     """The module's dedicated broker, running (started again if a test left it down)."""
     state = await _chaos_local.start(timeout=DevSettings().start_timeout, keep=True)
     return ChaosBroker(_chaos_local, state)
+
+
+async def read_for(
+    settings: KafkaSettings, topic: str, *, until: Callable[[Records], bool], timeout: float
+) -> Records:
+    """Committed records of ``topic`` from the start until ``until(records)`` or ``timeout``:
+    unlike tests.support.read, running out of time returns what came, for the counts to say
+    what is missing."""
+    consumer = AIOKafkaConsumer(
+        topic, **client_options(settings), auto_offset_reset="earliest",
+        isolation_level="read_committed", enable_auto_commit=False,
+    )  # fmt: skip
+    records: Records = []
+    deadline = time.monotonic() + timeout
+    async with connected(consumer, settings):
+        while not until(records) and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(batch)
+    return records
+
+
+async def committed_offsets(settings: KafkaSettings, group: str) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` committed, by (topic, partition): what it acknowledged."""
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        offsets = await admin.list_consumer_group_offsets(group)
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
 def free_port() -> int:
