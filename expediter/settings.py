@@ -219,6 +219,15 @@ class OrchestratorSettings(BaseSettings):
     then, so each workflow stage waits up to this long. Faust's default, 2.8 s, would add
     seconds to every workflow; shorter costs more transactions, but only partitions that
     handled records commit."""
+    session_timeout_seconds: float = Field(default=15.0, ge=6, le=1800)
+    """How long the broker waits for a silent orchestrator replica before it hands its
+    partitions to another (Kafka's consumer session timeout; heartbeats go every fifth of it).
+    After a kill -9 (or a crash without a clean leave) the workflows on those partitions wait
+    this long. Faust's default, 60 s, kept them waiting over a minute. Shorter means a faster
+    takeover, but a replica that cannot heartbeat for this long (a stalled host, a network
+    blip) loses its partitions and the group rebalances. Faust's consumer heartbeats from its
+    own thread, so a busy event loop does not count. The broker bounds it
+    (group.min/max.session.timeout.ms: 6 s to 30 min by default)."""
     shutdown_seconds: float = Field(default=30.0, gt=0)
     """After SIGTERM or Ctrl-C, Faust's own shutdown gets this long, then the process exits with
     code 70. Faust's exactly-once consumer can hang while it stops; an unfinished transaction is

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,10 +19,10 @@ from rich.table import Table
 
 from expediter.cli.output import console, emit_json, fail
 from expediter.cli.stopping import arm_watchdog
-from expediter.errors import ConfigurationError
+from expediter.errors import ConfigurationError, ExpediterError
 from expediter.messaging import TopicNames
 from expediter.orchestrator.defining import load_workflows
-from expediter.orchestrator.submitting import Submission, Submitter, read_status
+from expediter.orchestrator.submitting import Submission, Submitter, new_workflow_id, read_status
 from expediter.settings import KafkaSettings, OrchestratorSettings
 
 __all__ = ["orchestrator", "status", "submit"]
@@ -101,9 +101,17 @@ def submit(
     if target in found:
         found[target].check_input(given)  # InvalidInputError: a ConfigurationError, exit 2
     names = set(found)
-    done = asyncio.run(_submit(target, given, names, settings, wait, timeout, count, rate, json_))
+    try:
+        done = asyncio.run(
+            _submit(target, given, names, settings, wait, timeout, count, rate, json_)
+        )
+    except _Interrupted as stop:
+        _report_interrupted(stop, count, json_)
+    failed = [s for s in done if (s.outcome or {}).get("status") not in ("completed", "succeeded")]
     if json_:
         emit_json([_summary(s) for s in done] if count > 1 else _summary(done[0]))
+        if wait and failed:
+            raise typer.Exit(1)  # as the plain output: a script sees the failure in the code
         return
     for s in done if count <= 5 else []:
         console.print(f"{s.workflow_id}  {target}", highlight=False)
@@ -112,9 +120,6 @@ def submit(
     if count > 5:
         console.print(f"submitted {count} {target} requests")
     if wait:
-        failed = [
-            s for s in done if (s.outcome or {}).get("status") not in ("completed", "succeeded")
-        ]
         seconds = sorted(s.seconds or 0 for s in done)
         p50 = seconds[len(seconds) // 2]
         console.print(
@@ -123,6 +128,34 @@ def submit(
         )
         if failed:
             fail(f"{len(failed)} did not succeed, e.g. {failed[0].workflow_id}")
+
+
+class _Interrupted(Exception):
+    """Publishing stopped part-way (the broker went away): what was published, what is unsure."""
+
+    def __init__(self, done: list[Submission], unsure: str, error: BaseException) -> None:
+        super().__init__(repr(error))
+        self.done = done
+        self.unsure = unsure
+        self.error = error
+
+
+def _report_interrupted(stop: _Interrupted, count: int, json_: bool) -> NoReturn:
+    published = [s.workflow_id for s in stop.done]
+    message = (
+        f"publishing stopped after {len(published)} of {count} ({stop.error!r}; is the broker "
+        f"up? EXPEDITER_BOOTSTRAP). {stop.unsure} may or may not have been published "
+        f"(`expediter status {stop.unsure}` tells); submit the other {count - len(published) - 1} "
+        "again"
+    )
+    if json_:
+        emit_json({"ok": False, "error": message, "published": [_summary(s) for s in stop.done],
+                   "unsure": stop.unsure})  # fmt: skip
+    else:
+        for workflow_id in published:
+            console.print(workflow_id, highlight=False)
+    fail(message + (f"; the {len(published)} published ids are listed above" if published
+                    and not json_ else ""))  # fmt: skip
 
 
 def _summary(s: Submission) -> dict[str, Any]:
@@ -148,7 +181,13 @@ async def _submit(
             done: list[Submission] = []
             started = time.monotonic()
             for n in range(count):
-                done.append(await client.submit(target, given))
+                workflow_id = new_workflow_id()
+                try:
+                    done.append(await client.submit(target, given, workflow_id))
+                except ExpediterError:
+                    raise  # a wrong target or a missing topic: reported as it is
+                except Exception as exc:  # the broker went away part-way: say what was sent
+                    raise _Interrupted(done, workflow_id, exc) from exc
                 bars.advance(sending)
                 pause = started + (n + 1) / rate - time.monotonic()
                 if count > 1 and pause > 0:

@@ -108,8 +108,12 @@ def build_app(
         datadir=str(settings.data_dir),
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        # Faust insists on request timeout > session timeout (60 s by default).
-        broker_request_timeout=max(kafka.request_timeout_ms / 1000, 90.0),
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 5,
+        # Faust insists on request timeout > session timeout.
+        broker_request_timeout=max(
+            kafka.request_timeout_ms / 1000, 90.0, settings.session_timeout_seconds + 30
+        ),
         broker_commit_interval=settings.commit_interval_seconds,
         Table=WorkflowTable,
     )

@@ -34,7 +34,7 @@ from expediter.messaging import TopicNames, client_options, connected
 from expediter.orchestrator.state import WorkflowState
 from expediter.settings import KafkaSettings
 
-__all__ = ["Submission", "Submitter", "read_status"]
+__all__ = ["Submission", "Submitter", "new_workflow_id", "read_status"]
 
 CLIENT = Producer(name="expediter-cli", version="1")
 
@@ -43,6 +43,10 @@ class WaitTimeout(ExpediterError):
     """--wait ran out of time; the work goes on without the client."""
 
     retriable = True
+
+
+def new_workflow_id() -> str:
+    return f"wf-{uuid.uuid4().hex[:16]}"
 
 
 @dataclass
@@ -131,8 +135,12 @@ class Submitter:
                 "check the name, or run `expediter topics apply`)"
             ) from None
 
-    async def submit(self, target: str, given: dict[str, Any]) -> Submission:
-        workflow_id = f"wf-{uuid.uuid4().hex[:16]}"
+    async def submit(
+        self, target: str, given: dict[str, Any], workflow_id: str | None = None
+    ) -> Submission:
+        """Publishes one request; ``workflow_id`` (new if None) lets a caller name the request
+        whose send failed, which may or may not have reached the broker."""
+        workflow_id = workflow_id or new_workflow_id()
         key = workflow_id.encode()
         if target in self.workflows:
             await self._mark(self.names.completed, key)
