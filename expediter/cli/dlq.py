@@ -139,10 +139,22 @@ def redrive_(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be redriven; publish nothing.")
     ] = False,
+    keep_deadline: Annotated[
+        bool,
+        typer.Option(
+            "--keep-deadline",
+            help="Keep a task's original deadline (the worker answers `expired` once it has "
+            "passed) instead of a fresh one of the same length from now.",
+        ),
+    ] = False,
     prefix: Prefix = "",
     json_: JsonFlag = False,
 ) -> None:
-    """Re-publish chosen dead letters to their source topic, attempt reset, once each."""
+    """Re-publish chosen dead letters to their source topic, attempt reset, once each.
+
+    A redrive is a new attempt at the work: a task gets a fresh deadline of its original length
+    from now, unless --keep-deadline.
+    """
     topic = dlq_topic(dlq, prefix)
     settings = KafkaSettings()
 
@@ -152,7 +164,9 @@ def redrive_(
             wanted = parse_offsets(offset or [], topic, partitions)
             letters = await read_letters(reader, topic)
             chosen = choose(letters, topic, offsets=wanted, everything=all_, reason=reason)
-            return await redrive(settings, reader, chosen, dlq=topic, dry_run=dry_run)
+            return await redrive(
+                settings, reader, chosen, dlq=topic, dry_run=dry_run, keep_deadline=keep_deadline
+            )
 
     with json_errors(json_):
         report = asyncio.run(go())
@@ -165,6 +179,8 @@ def redrive_(
             f"@{done.offset}" if done.offset is not None else ""
         )
         reset = ", attempt reset to 1" if done.attempt_reset else ", bytes unchanged"
+        if done.deadline is not None:
+            reset += f", deadline {done.deadline}"
         console.print(f"{verb} {done.letter} -> {where}{reset}", highlight=False)
     for skipped in report.skipped:
         console.print(

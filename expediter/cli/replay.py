@@ -314,6 +314,11 @@ def _rerun(selection: Selection, into: str, run: Path | None, timeout: float, js
         f"published {report.published} task(s) from {report.source} to {report.shadow_topic}",
         highlight=False,
     )
+    if report.deadlines_cleared:
+        console.print(
+            f"{report.deadlines_cleared} deadline(s) cleared: a re-run is after the fact",
+            highlight=False,
+        )
     if report.ran:
         console.print(
             f"shadow worker: {report.succeeded} succeeded, {report.failed} failed "

@@ -20,6 +20,7 @@ from expediter.replaying.deadletters import (
     read_letters,
     redrive,
 )
+from expediter.replaying.deadlines import ORIGINAL_DEADLINE_HEADER
 from expediter.replaying.diffing import DiffReport, FieldChange, TaskDiff, compare, diff_shadow
 from expediter.replaying.reading import (
     HistoryReader,
@@ -42,6 +43,7 @@ from expediter.replaying.rerunning import (
 from expediter.replaying.timeline import Entry, Trace, trace_workflow
 
 __all__ = [
+    "ORIGINAL_DEADLINE_HEADER",
     "REDRIVE_HEADER",
     "SHADOW_HEADER",
     "DiffReport",

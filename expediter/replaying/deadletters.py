@@ -5,6 +5,11 @@ the origin. Redrive puts the original back on ``source_topic``, in its original 
 
 - the attempt reset to 1 when the value is a task (other fields, unknown ones included, kept as
   they were; a value that is not a task goes back byte for byte);
+- a task's deadline moved: a redrive is a new attempt at the work, so it gets a fresh deadline
+  of the original length (``deadline - created_at``) from the moment of the redrive, not the
+  original one that has usually passed (the worker would answer ``expired`` without running).
+  ``keep_deadline`` (``--keep-deadline``) keeps the original. See
+  :mod:`expediter.replaying.deadlines`; the original goes in ``expediter-original-deadline``;
 - a header ``expediter-redrive-of: <dlq topic>/<partition>/<offset>`` naming the dead letter.
 
 It is idempotent: before writing, it reads the source partitions from the time of the earliest
@@ -23,7 +28,7 @@ import base64
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -32,6 +37,12 @@ from aiokafka.errors import KafkaError
 from expediter.errors import BrokerError, ConfigurationError, DecodeError
 from expediter.events import DLQ_REASON_HEADER, DeadLetter, TaskEvent, decode
 from expediter.messaging import client_options, connected
+from expediter.replaying.deadlines import (
+    ORIGINAL_DEADLINE_HEADER,
+    fresh_deadline,
+    iso_deadline,
+    with_deadline,
+)
 from expediter.replaying.reading import HistoryReader, Progress, Selection, from_ms, iso
 from expediter.replaying.rendering import headers_of, parse_value
 from expediter.settings import KafkaSettings
@@ -265,6 +276,9 @@ class Redriven:
     """Where the record went; None on a dry run."""
     attempt_reset: bool
     """True when the value is a task whose attempt was reset to 1."""
+    deadline: str | None = None
+    """The task's deadline as redriven (ISO-8601): fresh, or the original with keep_deadline;
+    None when it has none."""
 
 
 @dataclass(frozen=True)
@@ -301,15 +315,22 @@ class _Outgoing:
     value: bytes
     headers: list[tuple[str, bytes]]
     attempt_reset: bool
+    deadline: datetime | None = None
 
 
-def _outgoing(letter: Letter, partitions: int) -> _Outgoing:
+def _outgoing(
+    letter: Letter, partitions: int, *, now: datetime, keep_deadline: bool = False
+) -> _Outgoing:
     assert letter.letter is not None
     dead = letter.letter
     key, value, headers = letter.original()
     reset = False
+    deadline = None
+    headers = [
+        (n, data) for n, data in headers if n not in (REDRIVE_HEADER, ORIGINAL_DEADLINE_HEADER)
+    ]
     try:
-        decode(value, TaskEvent)
+        task = decode(value, TaskEvent)
     except DecodeError:
         pass
     else:
@@ -317,12 +338,16 @@ def _outgoing(letter: Letter, partitions: int) -> _Outgoing:
         # (a newer minor version) go back untouched.
         document = json.loads(value)
         document["attempt"] = 1
-        value = json.dumps(document, separators=(",", ":")).encode()
+        deadline = task.deadline if keep_deadline else fresh_deadline(task, now)
+        if task.deadline is not None and not keep_deadline:
+            headers.append((ORIGINAL_DEADLINE_HEADER, iso_deadline(task.deadline).encode()))
+            value = with_deadline(document, deadline)
+        else:
+            value = json.dumps(document, separators=(",", ":")).encode()
         reset = True
-    headers = [(name, data) for name, data in headers if name != REDRIVE_HEADER]
     headers.append((REDRIVE_HEADER, letter.ref.encode()))
     partition = dead.source_partition if dead.source_partition < partitions else None
-    return _Outgoing(letter, dead.source_topic, partition, key, value, headers, reset)
+    return _Outgoing(letter, dead.source_topic, partition, key, value, headers, reset, deadline)
 
 
 async def redrive(
@@ -332,8 +357,13 @@ async def redrive(
     *,
     dlq: str,
     dry_run: bool = False,
+    keep_deadline: bool = False,
 ) -> RedriveReport:
-    """Re-publish ``letters`` (from :func:`choose`) to their sources, once each."""
+    """Re-publish ``letters`` (from :func:`choose`) to their sources, once each.
+
+    A task gets a fresh deadline of its original length from now, or with ``keep_deadline``
+    the original one (which the worker answers with ``expired`` once it has passed).
+    """
     topics = await reader.topics()
     sources = {letter.letter.source_topic for letter in letters if letter.letter is not None}
     missing = sorted(sources - set(topics))
@@ -342,8 +372,9 @@ async def redrive(
             f"the source topic(s) {', '.join(missing)} of the chosen dead letters do not exist; "
             "create them (`expediter topics apply`) before redriving"
         )
+    now = datetime.now(UTC)
     outgoing = [
-        _outgoing(letter, topics[letter.letter.source_topic])
+        _outgoing(letter, topics[letter.letter.source_topic], now=now, keep_deadline=keep_deadline)
         for letter in letters
         if letter.letter is not None
     ]
@@ -398,6 +429,7 @@ def _report(
             partition=placed[out.letter.ref][0] if out.letter.ref in placed else out.partition,
             offset=placed[out.letter.ref][1] if out.letter.ref in placed else None,
             attempt_reset=out.attempt_reset,
+            deadline=iso_deadline(out.deadline) if out.deadline is not None else None,
         )
         for out in outgoing
         if out.letter.ref not in done

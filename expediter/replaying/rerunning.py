@@ -3,8 +3,13 @@
 ``expediter replay <tasks topic> --rerun --into <prefix>`` copies the chosen task records into
 ``<prefix>tasks.<capability>`` with the same keys, values (event ids, step ids, attempts) and
 partitions, plus a header ``expediter-shadow-of: <topic>/<partition>/<offset>``, in one Kafka
-transaction. A shadow worker (``--run agents/<x>.py`` runs one in-process until every shadow
-task has its outcome) consumes them in the shadow group ``<prefix>agents.<capability>`` and
+transaction. One field changes: a task's ``deadline`` is cleared (the original goes in the header
+``expediter-original-deadline``). A re-run happens after the fact, usually past the deadline,
+and a copy that kept it would come back ``expired`` without running; the handler's own time
+limit still bounds each shadow task (see :mod:`expediter.replaying.deadlines`).
+
+A shadow worker (``--run agents/<x>.py`` runs one in-process until every shadow task has its
+outcome) consumes them in the shadow group ``<prefix>agents.<capability>`` and
 publishes to ``<prefix>results``: the real groups, topics and offsets are never touched.
 
 Side effects are replaced by the results recorded the first time: the shadow worker reads tool
@@ -35,9 +40,17 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from expediter.errors import BrokerError, ConfigurationError, ExpediterError, PermanentError
+from expediter.errors import (
+    BrokerError,
+    ConfigurationError,
+    DecodeError,
+    ExpediterError,
+    PermanentError,
+)
+from expediter.events import TaskEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import engine_from_settings
+from expediter.replaying.deadlines import ORIGINAL_DEADLINE_HEADER, iso_deadline, with_deadline
 from expediter.replaying.reading import HistoryReader, Record
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
 from expediter.tools import Tool
@@ -129,6 +142,8 @@ class RerunReport:
     dead_lettered: int = 0
     unrecorded: int = 0
     """Shadow tasks that failed because they asked for a tool call the original never made."""
+    deadlines_cleared: int = 0
+    """Shadow tasks whose original had a deadline, which the copy does not keep."""
     seconds: float = 0.0
 
     def worker_command(self) -> str:
@@ -150,6 +165,7 @@ class RerunReport:
             "failed": self.failed,
             "dead_lettered": self.dead_lettered,
             "unrecorded": self.unrecorded,
+            "deadlines_cleared": self.deadlines_cleared,
             "seconds": round(self.seconds, 3),
             "next": f"expediter diff {self.into}",
         }
@@ -215,12 +231,11 @@ async def publish_shadow(
             async with producer.transaction():
                 futures = []
                 for record in records:
-                    headers = [(n, v) for n, v in record.headers or () if n != SHADOW_HEADER]
-                    origin = f"{record.topic}/{record.partition}/{record.offset}"
-                    headers.append((SHADOW_HEADER, origin.encode()))
+                    value, headers = _shadow_copy(record)
+                    report.deadlines_cleared += value is not record.value
                     futures.append(
                         await producer.send(
-                            target.tasks, record.value, key=record.key, headers=headers,
+                            target.tasks, value, key=record.key, headers=headers,
                             partition=record.partition if same_layout else None,
                         )
                     )  # fmt: skip
@@ -235,6 +250,24 @@ async def publish_shadow(
         ) from exc
     report.published = len(records)
     return report, marks
+
+
+def _shadow_copy(record: Record) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers of ``record``'s shadow: the same, less a task's deadline."""
+    skipped = (SHADOW_HEADER, ORIGINAL_DEADLINE_HEADER)
+    headers = [(n, v) for n, v in record.headers or () if n not in skipped]
+    origin = f"{record.topic}/{record.partition}/{record.offset}"
+    headers.append((SHADOW_HEADER, origin.encode()))
+    value = record.value
+    try:
+        task = decode(value, TaskEvent)
+    except DecodeError:
+        return value, headers  # not a task: byte for byte, the shadow worker dead-letters it
+    if task.deadline is not None:
+        headers.append((ORIGINAL_DEADLINE_HEADER, iso_deadline(task.deadline).encode()))
+        # Only the field changes: fields this reader does not know stay as they were.
+        value = with_deadline(json.loads(value or b"{}"), None)
+    return value, headers
 
 
 async def run_shadow(
