@@ -178,3 +178,10 @@ class DeadLetter(Event):
     step_id: Identifier | None = None
     capability: Identifier | None = None
     attempt: Annotated[int, Field(ge=1)] | None = None
+    truncated: bool = False
+    """True when ``original_value`` (or the key, or the headers) keeps only a bounded prefix of
+    the original, so that the dead letter always fits in the broker's message limit. The whole
+    record stays at ``source_topic``/``source_partition``/``source_offset`` while that topic
+    retains it; a truncated dead letter cannot be redriven as it is."""
+    original_value_bytes: Annotated[int, Field(ge=0)] | None = None
+    """The size of the original value in bytes, whether or not it was truncated."""

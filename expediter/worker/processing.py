@@ -247,6 +247,17 @@ class TaskRunner:
                 task, output, attempt=attempt, usage=ctx.usage, trace=trace,
                 duration_ms=int((time.monotonic() - started) * 1000),
             )  # fmt: skip
+            if len(succeeded.value) > self.settings.max_record_bytes:
+                # Published, it would fail the whole transaction and stall every partition.
+                error = TaskError(
+                    retriable=False, code="oversized-output",
+                    message=f"the result is {len(succeeded.value)} bytes, over "
+                    f"EXPEDITER_MAX_RECORD_BYTES ({self.settings.max_record_bytes}): return "
+                    "less, or store the data elsewhere and return a reference",
+                )  # fmt: skip
+                return self._failed(
+                    record, task, trace, error, "permanent", attempt, retries, ctx, started
+                )
             return Outcome(
                 status="succeeded",
                 publish=[(self.results_topic, succeeded)],
