@@ -159,7 +159,8 @@ class WorkerSettings(BaseSettings):
     on, so a task longer than this costs no membership."""
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     max_attempts: int = Field(default=3, ge=1)
-    """Attempts per task, the first included, before a retriable failure counts as exhausted."""
+    """Tries in place per dispatched attempt, the first included, before a retriable failure
+    counts as exhausted (``ResultEvent.tries``; the orchestrator owns ``attempt``)."""
     retry_backoff_seconds: float = Field(default=0.5, ge=0)
     """The first retry waits this long; each further one doubles it (capped at 30 s)."""
     max_batch_records: int = Field(default=500, ge=1)

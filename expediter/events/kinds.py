@@ -85,6 +85,11 @@ class ResultEvent(StepEvent, Generic[OutputT]):
     error: TaskError | None = None
     usage: TokenUsage = Field(default_factory=TokenUsage)
     duration_ms: Annotated[int, Field(ge=0)] = 0
+    tries: Annotated[int, Field(ge=1)] = 1
+    """How many times the worker ran the task in place for this ``attempt`` (1: no in-place
+    retry). ``attempt`` is always the attempt the orchestrator dispatched, the identity of the
+    step's try, so that a result retried in place is not taken for a late one; the orchestrator
+    owns the attempts, the worker only counts its tries within one."""
 
     @model_validator(mode="after")
     def _outcome_matches_status(self) -> ResultEvent[OutputT]:

@@ -49,6 +49,7 @@ _MARKERS: dict[str, Any] = {
     "output": {"slot-output-5e1f": 987},
     "usage": TokenUsage(prompt_tokens=987_651, completion_tokens=987_652),
     "duration_ms": 987_653,
+    "tries": 987_654,
 }
 
 _QUOTED = {"event_id", "created_at", "workflow_id", "step_id", "capability", "task_id"}
@@ -89,7 +90,7 @@ class ResultTemplate:
     def record(
         self, task: TaskEvent[Any], output: BaseModel, *, attempt: int, usage: TokenUsage,
         duration_ms: int, trace: TraceParent, event_id: uuid.UUID | None = None,
-        created_at: datetime | None = None,
+        created_at: datetime | None = None, tries: int = 1,
     ) -> OutgoingRecord:  # fmt: skip
         """The result record of ``task``, equal to ``to_record(ResultEvent(...), trace=trace)``.
 
@@ -110,7 +111,8 @@ class ResultTemplate:
             p[9], encode(usage) if usage.prompt_tokens or usage.completion_tokens
                   else self._zero_usage,
             p[10], str(duration_ms).encode(),
-            p[11],
+            p[11], str(tries).encode(),
+            p[12],
         ))  # fmt: skip
         return OutgoingRecord(task.workflow_id.encode(), value, [trace.header(), *self._headers])
 

@@ -69,6 +69,10 @@ class TaskContext:
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
     usage: TokenUsage = _NO_USAGE  # frozen, so one shared zero serves every task
     """Tokens spent so far on this task; :meth:`reason` adds to it, the result reports it."""
+    tries: int = 1
+    """This run's number within ``attempt``: 1, then 2, 3... as the worker retries in place
+    after a retriable error (up to EXPEDITER_MAX_ATTEMPTS). ``attempt`` is the orchestrator's
+    dispatch and does not change on an in-place retry."""
 
     async def reason(
         self,

@@ -61,14 +61,16 @@ def task_error(exc: BaseException) -> TaskError:
 
 
 def failure_result(
-    task: TaskEvent[Any], producer: Producer, error: TaskError, *, attempt: int, duration_ms: int
+    task: TaskEvent[Any], producer: Producer, error: TaskError, *, duration_ms: int, tries: int = 1
 ) -> ResultEvent:
+    """The failure result of ``task``: the dispatched attempt, and the in-place tries."""
     return ResultEvent(
         producer=producer,
         workflow_id=task.workflow_id,
         step_id=task.step_id,
         capability=task.capability,
-        attempt=attempt,
+        attempt=task.attempt,
+        tries=tries,
         deadline=task.deadline,
         task_id=task.event_id,
         status="failed",

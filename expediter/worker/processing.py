@@ -170,9 +170,7 @@ class TaskRunner:
                 envelope = None
         if envelope is not None:
             error = TaskError(retriable=False, code="invalid-input", message=exc.detail[:10_000])
-            result = failure_result(
-                envelope, self.producer, error, attempt=envelope.attempt, duration_ms=0
-            )
+            result = failure_result(envelope, self.producer, error, duration_ms=0)
             outcome.publish.append((self.results_topic, to_record(result, trace=trace)))
         letter = dead_letter(
             record, self.producer, reason=exc.reason, detail=exc.detail, task=envelope
@@ -193,22 +191,25 @@ class TaskRunner:
             error = TaskError(
                 retriable=False, code="expired", message="deadline passed before start"
             )
-            result = failure_result(task, self.producer, error, attempt=task.attempt, duration_ms=0)
+            result = failure_result(task, self.producer, error, duration_ms=0)
             return Outcome(
                 status="expired", reason="expired",
                 publish=[(self.results_topic, to_record(result, trace=trace))],
             )  # fmt: skip
-        attempt = task.attempt
+        # Retries have one owner each: the orchestrator's attempts (``task.attempt``, kept as the
+        # result's identity) and, within one, the worker's in-place tries (``tries``).
+        tries = 1
         retries = 0
         while True:
             ctx = TaskContext(
                 task_id=task.event_id,
                 workflow_id=task.workflow_id,
                 step_id=task.step_id,
-                attempt=attempt,
+                attempt=task.attempt,
                 engine=self.engine,
                 tools=self.tools(task),
                 log=self.log,
+                tries=tries,
             )
             started = time.monotonic()
             try:
@@ -225,27 +226,25 @@ class TaskRunner:
                 raise
             except Exception as exc:  # the handler is user code: anything may come out
                 error = task_error(exc)
-                if is_retriable(exc) and attempt < self.settings.max_attempts:
+                if is_retriable(exc) and tries < self.settings.max_attempts:
                     self.log.info(
-                        "task %s attempt %d failed (%s), retrying",
+                        "task %s try %d failed (%s), retrying",
                         task.event_id,
-                        attempt,
+                        tries,
                         error.code,
                         extra={"capability": task.capability, "workflow_id": task.workflow_id},
                     )
-                    await asyncio.sleep(backoff(self.settings.retry_backoff_seconds, attempt))
-                    attempt += 1
+                    await asyncio.sleep(backoff(self.settings.retry_backoff_seconds, tries))
+                    tries += 1
                     retries += 1
                     continue
                 reason = "exhausted" if is_retriable(exc) else "permanent"
                 if not isinstance(exc, TaskFailure | EngineError | TimeoutError):
                     self.log.exception("handler of %s raised", self.agent.capability)
-                return self._failed(
-                    record, task, trace, error, reason, attempt, retries, ctx, started
-                )
+                return self._failed(record, task, trace, error, reason, tries, ctx, started)
             succeeded = self._succeeded.record(
-                task, output, attempt=attempt, usage=ctx.usage, trace=trace,
-                duration_ms=int((time.monotonic() - started) * 1000),
+                task, output, attempt=task.attempt, usage=ctx.usage, trace=trace,
+                duration_ms=int((time.monotonic() - started) * 1000), tries=tries,
             )  # fmt: skip
             if len(succeeded.value) > self.settings.max_record_bytes:
                 # Published, it would fail the whole transaction and stall every partition.
@@ -255,9 +254,7 @@ class TaskRunner:
                     f"EXPEDITER_MAX_RECORD_BYTES ({self.settings.max_record_bytes}): return "
                     "less, or store the data elsewhere and return a reference",
                 )  # fmt: skip
-                return self._failed(
-                    record, task, trace, error, "permanent", attempt, retries, ctx, started
-                )
+                return self._failed(record, task, trace, error, "permanent", tries, ctx, started)
             return Outcome(
                 status="succeeded",
                 publish=[(self.results_topic, succeeded)],
@@ -272,24 +269,19 @@ class TaskRunner:
         trace: TraceParent,
         error: TaskError,
         reason: str,
-        attempt: int,
-        retries: int,
+        tries: int,
         ctx: TaskContext,
         started: float,
     ) -> Outcome:
         duration_ms = int((time.monotonic() - started) * 1000)
-        result = failure_result(
-            task, self.producer, error, attempt=attempt, duration_ms=duration_ms
-        )
-        detail = f"{error.code}: {error.message}"
-        letter = dead_letter(
-            record, self.producer, reason=reason, detail=detail, task=task, attempt=attempt
-        )
+        result = failure_result(task, self.producer, error, duration_ms=duration_ms, tries=tries)
+        detail = f"{error.code} (after {tries} tries): {error.message}"
+        letter = dead_letter(record, self.producer, reason=reason, detail=detail, task=task)
         return Outcome(
             status="failed",
             reason=reason,
             usage=ctx.usage,
-            retries=retries,
+            retries=tries - 1,
             publish=[
                 (self.results_topic, to_record(result, trace=trace)),
                 (self.dlq_topic, to_record(letter, trace=trace)),

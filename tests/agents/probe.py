@@ -29,7 +29,7 @@ class ProbeInput(BaseModel):
     sleep: float = Field(default=0.0, ge=0)
     mode: Literal["ok", "retriable", "permanent", "boom", "block"] = "ok"
     fail_attempts: int = Field(default=0, ge=0)
-    """With mode=retriable: fail while the attempt is at most this."""
+    """With mode=retriable: fail while the worker's try (``ctx.tries``) is at most this."""
 
 
 class ProbeOutput(BaseModel):
@@ -42,8 +42,8 @@ async def probe(task: ProbeInput, ctx: TaskContext) -> ProbeOutput:
     CALLS[ctx.task_id] += 1
     if task.sleep:
         await asyncio.sleep(task.sleep)
-    if task.mode == "retriable" and ctx.attempt <= task.fail_attempts:
-        raise RetriableError(f"flaky, attempt {ctx.attempt}", code="flaky")
+    if task.mode == "retriable" and ctx.tries <= task.fail_attempts:
+        raise RetriableError(f"flaky, try {ctx.tries}", code="flaky")
     if task.mode == "permanent":
         raise PermanentError("this input can never work", code="bad-field")
     if task.mode == "boom":

@@ -203,7 +203,7 @@ async def kafka_worker_small(kafka: Broker, names: TopicNames) -> AsyncIterator[
 async def test_retries_then_permanent_and_exhausted_failures(
     kafka: Broker, names: TopicNames, worker: Running
 ) -> None:
-    flaky = task(1, "wf-flaky", mode="retriable", fail_attempts=2)  # succeeds on attempt 3
+    flaky = task(1, "wf-flaky", mode="retriable", fail_attempts=2)  # succeeds on its third try
     permanent = task(2, "wf-perm", mode="permanent")
     exhausted = task(3, "wf-exh", mode="retriable", fail_attempts=99)
     await produce(kafka.settings, names.tasks("probe"), [flaky, permanent, exhausted])
@@ -212,7 +212,8 @@ async def test_retries_then_permanent_and_exhausted_failures(
         for r in results_of(await read(kafka.settings, names.results, until=lambda r: len(r) >= 3))
     }
     assert results[flaky.event_id].status == "succeeded"
-    assert results[flaky.event_id].attempt == 3
+    # The dispatched attempt stays the result's identity; the tries in place are counted apart.
+    assert (results[flaky.event_id].attempt, results[flaky.event_id].tries) == (1, 3)
     assert calls()[flaky.event_id] == 3
     perm = results[permanent.event_id]
     assert perm.status == "failed"
@@ -222,7 +223,7 @@ async def test_retries_then_permanent_and_exhausted_failures(
     exh = results[exhausted.event_id]
     assert exh.status == "failed"
     assert exh.error is not None
-    assert (exh.error.code, exh.attempt) == ("flaky", 3)
+    assert (exh.error.code, exh.attempt, exh.tries) == ("flaky", 1, 3)
     letters = await read(kafka.settings, names.dlq("probe"), until=lambda r: len(r) >= 2)
     by_reason = {decode(r.value, DeadLetter).reason: decode(r.value, DeadLetter) for r in letters}
     assert set(by_reason) == {"permanent", "exhausted"}
