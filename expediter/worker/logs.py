@@ -6,6 +6,11 @@ so a line can be traced to its task and its trace::
 
     log.info("task done", extra={"capability": "soil-analysis", "task_id": str(task.event_id)})
 
+The handler carries a :class:`RepeatFilter`: while the broker is away, aiokafka logs the same
+warnings ("Unable connect to node", "Unable to update metadata", ...) many times a second, and a
+45 s outage once wrote 12 MB. The first of each message goes through; then one summary line per
+window says how often it came since (``... repeated 312 times in the last 10 s``).
+
 Called by the worker at start-up (``WorkerSettings.json_logs`` picks the format).
 """
 
@@ -14,12 +19,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from expediter.errors import ConfigurationError
 
-__all__ = ["JsonFormatter", "PlainFormatter", "configure_logging", "extra_fields"]
+__all__ = [
+    "JsonFormatter",
+    "PlainFormatter",
+    "RepeatFilter",
+    "configure_logging",
+    "extra_fields",
+]
 
 _HANDLER_NAME = "expediter"
 
@@ -79,12 +94,103 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
+@dataclass
+class _Seen:
+    since: float
+    """When the current window began (the clock's time)."""
+    repeats: int = 0
+    """Records of this message suppressed in the current window."""
+    last: logging.LogRecord | None = None
+    """The last one suppressed: the summary line says it."""
+
+
+_SUMMARY = "_expediter_repeat_summary"
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first record of each message through, then one summary per ``window`` seconds.
+
+    Applies to records of the loggers under ``prefixes`` (aiokafka's by default; the worker's own
+    lines always pass). A message is its logger, level and format string, so a warning repeated
+    for every partition is one message. A suppressed message is summarised once its window has
+    passed, as soon as any record arrives: ``<the last one> ... repeated N times in the last
+    10 s``, through ``sink`` (the handler's ``handle``), with the logger and level it had.
+    """
+
+    def __init__(
+        self,
+        window: float = 10.0,
+        *,
+        prefixes: tuple[str, ...] = ("aiokafka",),
+        sink: Callable[[logging.LogRecord], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.prefixes = prefixes
+        self.sink = sink
+        self._clock = clock
+        self._seen: dict[tuple[str, int, str], _Seen] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, _SUMMARY, False):
+            return True
+        now = self._clock()
+        summaries = self._sweep(now) if now >= self._next_sweep else []
+        passes = True
+        if record.name.startswith(self.prefixes):
+            key = (record.name, record.levelno, str(record.msg))
+            with self._lock:
+                seen = self._seen.get(key)
+                if seen is None or now - seen.since >= self.window:
+                    if seen is not None and seen.repeats:
+                        summaries.append(self._summary(seen, now))
+                    self._seen[key] = _Seen(since=now)
+                else:
+                    seen.repeats += 1
+                    seen.last = record
+                    passes = False
+        for summary in summaries:
+            if self.sink is not None:
+                self.sink(summary)
+        return passes
+
+    def _sweep(self, now: float) -> list[logging.LogRecord]:
+        """Summaries of the windows that have passed; forgets messages that stopped."""
+        with self._lock:
+            self._next_sweep = now + min(1.0, self.window)
+            summaries = []
+            for key, seen in list(self._seen.items()):
+                if now - seen.since >= self.window:
+                    if seen.repeats:
+                        summaries.append(self._summary(seen, now))
+                    del self._seen[key]
+            return summaries
+
+    def _summary(self, seen: _Seen, now: float) -> logging.LogRecord:
+        last = seen.last
+        assert last is not None
+        summary = logging.makeLogRecord(vars(last))
+        summary.msg = (
+            f"{last.getMessage()} ... repeated {seen.repeats} times in the last "
+            f"{now - seen.since:.0f} s"
+        )
+        summary.args = None
+        summary.exc_info = summary.exc_text = None
+        summary.created = time.time()
+        setattr(summary, _SUMMARY, True)
+        return summary
+
+
+def configure_logging(*, json_logs: bool, level: str = "INFO", repeat_window: float = 10.0) -> None:
     """Send the root logger's records at ``level`` and above to stderr, as JSON or plain text.
 
     Idempotent: a second call replaces the handler the first installed instead of adding
     another, so the format can be switched and lines are never doubled. Handlers installed by
-    others (pytest's capture, say) are left alone.
+    others (pytest's capture, say) are left alone. aiokafka's repeated messages are summarised
+    once per ``repeat_window`` seconds (:class:`RepeatFilter`).
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -98,5 +204,6 @@ def configure_logging(*, json_logs: bool, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if json_logs else PlainFormatter())
+    handler.addFilter(RepeatFilter(repeat_window, sink=handler.handle))
     root.addHandler(handler)
     root.setLevel(numeric)
