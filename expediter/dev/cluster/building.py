@@ -210,10 +210,12 @@ class _Builder:
         header = f"module expediter.local/{name}\n\ngo {GO_MINIMUM[0]}.{GO_MINIMUM[1]}\n\n"
         go_mod = module / "go.mod"
         wanted = header + requirements
-        # go get adds to go.mod; rewriting it each time would throw away what it resolved.
-        if not go_mod.is_file() or not go_mod.read_text().startswith(wanted):
+        written = module / ".expediter-go.mod"
+        # go get rewrites go.mod; starting over each time would throw away what it resolved.
+        if not go_mod.is_file() or not written.is_file() or written.read_text() != wanted:
             go_mod.write_text(wanted)
             (module / "go.sum").unlink(missing_ok=True)
+            written.write_text(wanted)
         return module
 
     def _kubernetes_tree(self) -> Path:

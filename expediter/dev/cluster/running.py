@@ -81,6 +81,16 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (the kernel may hand out a just-closed one again)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def _is_ours(pid: int, marker: Path) -> bool:
     """True when ``pid`` is alive and its command line names our state directory."""
     try:
@@ -181,15 +191,17 @@ class LocalCluster:
                 "elsewhere add the address to the loopback interface"
             ) from exc
         make_pki(self.pki, service_ip=_KUBERNETES_SERVICE_IP, adapter_ip=ADAPTER_IP)
-        ports = {
-            "etcd": _free_port(),
-            "etcd-peer": _free_port(),
-            "kube-apiserver": _free_port(),
-            "keda-operator-grpc": _free_port(),
-            "keda-operator-metrics": _free_port(),
-            "keda-operator-probe": _free_port(),
-            "keda-adapter": adapter,
-        }
+        names = (
+            "etcd",
+            "etcd-peer",
+            "kube-apiserver",
+            "keda-operator-grpc",
+            "keda-operator-metrics",
+            "keda-operator-probe",
+            "keda-adapter-metrics",
+        )
+        ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        ports["keda-adapter"] = adapter
         server = f"https://127.0.0.1:{ports['kube-apiserver']}"
         write_kubeconfig(self.kubeconfig, server=server, pki=self.pki)
         return ClusterState(
@@ -277,6 +289,9 @@ class LocalCluster:
             f"--cert-dir={keda_certs}",
             f"--ca-dir={keda_certs}",
             "--enable-cert-rotation=false",
+            # Our certificates and APIService are made by us; KEDA must leave them be.
+            "--enable-webhook-patching=false",
+            "--enable-apiservice-patching=false",
             "--leader-elect=false",
         ], state, env=keda_env)  # fmt: skip
         self._spawn("keda-adapter", bin_dir, [
@@ -288,8 +303,9 @@ class LocalCluster:
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             f"--metrics-service-address={grpc}",
+            # Where the adapter finds ca.crt, tls.crt and tls.key for its gRPC client.
             f"--cert-dir={keda_certs}",
-            f"--ca-dir={keda_certs}",
+            f"--port={ports['keda-adapter-metrics']}",
         ], state, env=keda_env)  # fmt: skip
         apply_objects(self.kubeconfig, metrics_api_objects(ADAPTER_IP, ports["keda-adapter"]))
         probe = f"http://127.0.0.1:{ports['keda-operator-probe']}/readyz"
