@@ -5,6 +5,8 @@ The policy, in one place:
 - A record that is not a valid task (oversized, undecodable, invalid, another schema major)
   goes to ``dlq.<capability>`` with the reason; if its envelope is readable, the orchestrator
   also gets a failure result, so that the workflow does not wait for ever.
+- A task for another capability (``wrong-capability``): the same, a dead letter plus a
+  failure result; serving it would answer with the wrong agent.
 - :class:`~expediter.errors.PermanentError` (and a non-retriable engine error): a failure result
   plus a dead letter, at once.
 - Anything else a handler raises, a timeout included, is retriable: retried in place after

@@ -152,7 +152,10 @@ class TaskRunner:
         except DecodeError as exc:
             outcome = self._poison(record, exc, trace)
         else:
-            outcome = await self._attempts(record, task, trace)
+            if task.capability != self.agent.capability:
+                outcome = self._misrouted(record, task, trace)
+            else:
+                outcome = await self._attempts(record, task, trace)
         outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -182,6 +185,32 @@ class TaskRunner:
             extra={"capability": self.agent.capability, "reason": exc.reason},
         )  # fmt: skip
         return outcome
+
+    def _misrouted(
+        self, record: ConsumerRecord[bytes, bytes], task: TaskEvent[Any], trace: TraceParent
+    ) -> Outcome:
+        """A task for another capability: serving it would answer with the wrong agent's output
+        under the task's capability. It goes to the DLQ (``wrong-capability``), and its workflow
+        gets a failure result instead of waiting for its deadline."""
+        detail = (
+            f"a task for capability {task.capability!r} on {record.topic}, which agent "
+            f"{self.agent.name} serves for {self.agent.capability!r}: publish it to "
+            f"{self.names.tasks(task.capability)}"
+        )
+        error = TaskError(retriable=False, code="wrong-capability", message=detail)
+        result = failure_result(task, self.producer, error, duration_ms=0)
+        letter = dead_letter(
+            record, self.producer, reason="wrong-capability", detail=detail, task=task
+        )
+        self.log.warning(
+            "record %s[%d]@%d to the DLQ: %s", record.topic, record.partition, record.offset,
+            detail, extra={"capability": self.agent.capability, "reason": "wrong-capability"},
+        )  # fmt: skip
+        return Outcome(
+            status="dead-lettered", reason="wrong-capability",
+            publish=[(self.results_topic, to_record(result, trace=trace)),
+                     (self.dlq_topic, to_record(letter, trace=trace))],
+        )  # fmt: skip
 
     async def _attempts(
         self, record: ConsumerRecord[bytes, bytes], task: TaskEvent[Any], trace: TraceParent
