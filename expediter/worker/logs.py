@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 _HANDLER_NAME = "expediter"
+_SUMMARY = "_expediter_repeat_summary"
+"""Marks a RepeatFilter's summary record, so that it passes the filter; never printed."""
 
 # Whatever a LogRecord carries on its own; anything else on it came from ``extra=``. Taken from
 # a live record rather than listed, so new attributes (taskName in 3.12) are never mistaken.
@@ -44,6 +46,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "
     "message",
     "asctime",
     "taskName",
+    _SUMMARY,
 }
 
 
@@ -102,9 +105,6 @@ class _Seen:
     """Records of this message suppressed in the current window."""
     last: logging.LogRecord | None = None
     """The last one suppressed: the summary line says it."""
-
-
-_SUMMARY = "_expediter_repeat_summary"
 
 
 class RepeatFilter(logging.Filter):
@@ -174,8 +174,8 @@ class RepeatFilter(logging.Filter):
         assert last is not None
         summary = logging.makeLogRecord(vars(last))
         summary.msg = (
-            f"{last.getMessage()} ... repeated {seen.repeats} times in the last "
-            f"{now - seen.since:.0f} s"
+            f"{last.getMessage()} ... repeated {seen.repeats} "
+            f"time{'s' if seen.repeats != 1 else ''} in the last {now - seen.since:.0f} s"
         )
         summary.args = None
         summary.exc_info = summary.exc_text = None

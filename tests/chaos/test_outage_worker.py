@@ -146,6 +146,8 @@ async def test_a_35s_outage_loses_no_task_and_applies_none_twice(
     assert worker.poll() is None, f"the worker stopped serving:\n{log.read_text()[-5000:]}"
     stalled = expected - set(counts)
     assert not stalled, f"{len(stalled)} of {len(expected)} tasks without a result 90 s after"
+    # Measured: 1.16 MB in a 42 s outage before aiokafka's repeats were summarised, 6 KB after.
+    assert log_during < 100_000, f"{log_during} B of worker log in one outage"
     during = readyz.between(down_at + 15, up_at)
     assert 503 in during, f"/readyz during the outage answered {sorted(during)}"
     assert 200 in readyz.between(ready_again, time.monotonic()), "/readyz never 200 again"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from expediter.worker.logs import RepeatFilter, configure_logging
+from expediter.worker.logs import JsonFormatter, PlainFormatter, RepeatFilter, configure_logging
 
 
 class Clock:
@@ -94,6 +94,24 @@ def test_different_messages_and_our_own_lines_are_not_suppressed(
         logging.getLogger("expediter").warning("task %s failed", n)
     unable()  # a repeat: suppressed
     assert len(lines) == 3 + 5
+
+
+def test_a_summary_line_reads_like_the_message_it_counts(clock: Clock) -> None:
+    summaries: list[logging.LogRecord] = []
+    repeats = RepeatFilter(10.0, sink=summaries.append, clock=clock)
+    record = logging.makeLogRecord(
+        {"name": "aiokafka", "levelno": logging.ERROR, "levelname": "ERROR",
+         "msg": "Unable to update metadata from %s", "args": ([1],)}
+    )  # fmt: skip
+    assert [repeats.filter(record), repeats.filter(record)] == [True, False]
+    clock.now += 10
+    assert repeats.filter(record)
+    line = PlainFormatter().format(summaries[0])
+    assert line.endswith(
+        "ERROR   aiokafka: Unable to update metadata from [1] ... repeated 1 time in the last 10 s"
+    ), line
+    assert '"logger": "aiokafka"' in JsonFormatter().format(summaries[0])
+    assert "_expediter" not in JsonFormatter().format(summaries[0])
 
 
 def test_a_single_occurrence_gets_no_summary(clock: Clock, lines: list[str]) -> None:
