@@ -74,8 +74,15 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    """Unique per event; consumers deduplicate on it."""
+    event_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4,
+        description="Unique per event; consumers deduplicate on it. Producers should set it; a "
+        "task without one gets a UUID 5 of its record's topic, partition and offset, the same "
+        "on every redelivery.",
+    )
+    """Unique per event; consumers deduplicate on it. Producers should set it. A task record
+    without one gets an id derived from the record's topic, partition and offset (a UUID 5), the
+    same on every redelivery, so de-duplication and the tool ledger still hold."""
     schema_version: SchemaVersion = SCHEMA_VERSION
     created_at: AwareDatetime = Field(default_factory=utcnow)
     producer: Producer

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import types
+import uuid
 from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from expediter.settings import WorkerSettings
 from expediter.worker.defining import Agent, TaskContext, ToolCaller
 from expediter.worker.failing import backoff, dead_letter, failure_result, is_retriable, task_error
 
-__all__ = ["Outcome", "TaskRunner", "ToolCallerFactory"]
+__all__ = ["Outcome", "TaskRunner", "ToolCallerFactory", "identified", "record_task_id"]
 
 T = TypeVar("T")
 
@@ -119,6 +120,22 @@ class _NoTools:
 _NO_TOOLS = _NoTools()
 
 
+def record_task_id(topic: str, partition: int, offset: int) -> uuid.UUID:
+    """The id of a task record that came without an ``event_id``: derived from where it lies,
+    so every redelivery (and every worker) gives it the same one."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka:{topic}/{partition}/{offset}")
+
+
+def identified(task: TaskEvent[Any], record: ConsumerRecord[bytes, bytes]) -> TaskEvent[Any]:
+    """``task``, with its record's derived id if the producer set none (decoding would have
+    given it a new random one each time)."""
+    if "event_id" in task.model_fields_set:
+        return task
+    return task.model_copy(
+        update={"event_id": record_task_id(record.topic, record.partition, record.offset)}
+    )
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -152,6 +169,7 @@ class TaskRunner:
         except DecodeError as exc:
             outcome = self._poison(record, exc, trace)
         else:
+            task = identified(task, record)
             if task.capability != self.agent.capability:
                 outcome = self._misrouted(record, task, trace)
             else:
@@ -168,7 +186,7 @@ class TaskRunner:
             # The envelope may be fine and only the payload wrong: then the workflow that sent
             # it hears of the failure instead of waiting for its deadline.
             try:
-                envelope = decode(record.value, TaskEvent)
+                envelope = identified(decode(record.value, TaskEvent), record)
             except DecodeError:
                 envelope = None
         if envelope is not None:
