@@ -23,8 +23,6 @@ from expediter.settings import WorkerSettings
 from expediter.worker import Agent, RetriableError, TaskContext
 from expediter.worker.processing import TaskRunner, ToolCallerFactory
 
-NOW = datetime.now(UTC)
-
 
 class Given(BaseModel):
     n: int
@@ -68,7 +66,8 @@ def as_consumed(task: TaskEvent[Any]) -> ConsumerRecord[bytes, bytes]:
 
 
 async def test_a_result_retried_in_place_completes_its_step_and_the_workflow() -> None:
-    state, effects = start(WORKFLOW, "wf-retried", {}, NOW)
+    now = datetime.now(UTC)  # the worker checks the task's deadline against the clock
+    state, effects = start(WORKFLOW, "wf-retried", {}, now)
     (dispatched,) = effects.tasks
     runner = TaskRunner(
         AGENT, RuleEngine(), WorkerSettings(retry_backoff_seconds=0), TopicNames(""),
@@ -82,7 +81,7 @@ async def test_a_result_retried_in_place_completes_its_step_and_the_workflow() -
     result = decode(published.value, ResultEvent)
     assert (result.attempt, result.tries) == (dispatched.attempt, 2)
 
-    applied = apply_result(WORKFLOW, state, result, NOW)
+    applied = apply_result(WORKFLOW, state, result, now)
     assert "step-late" not in [event.status for event in applied.events]
     assert state.steps["a"].status == "succeeded"
     assert state.status == "completed"
