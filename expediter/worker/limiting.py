@@ -39,7 +39,8 @@ class Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give()  # handed a slot in the same turn it was cancelled: pass it on
-            else:
+            elif waiter in self._waiters:
+                # A give() between the cancel and this line already popped (and skipped) it.
                 self._waiters.remove(waiter)
             raise
 

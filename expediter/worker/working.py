@@ -14,14 +14,15 @@ results are never seen, the offset never moved, and the next owner redoes the ba
 effects, which no transaction can undo, are recorded in the tool ledger and replayed. So no task
 is lost and no result is applied twice.
 
-A transaction commits only if every record in it was delivered
-(:mod:`expediter.worker.transacting`). When one fails (a broker outage longer than the request
-timeout, a record the broker refuses), nothing of it commits, and the worker recovers in
-process rather than exiting: it drops every batch not yet committed, seeks each partition back
-to its last committed offset, and runs those records again on a new producer, after a backoff.
-Why in process: the records would be redelivered after a restart as well, but a restart costs
-the model's warm-up and a rebalance, and during a broker outage a crash loop would only add
-restart back-off to the outage. Meanwhile /readyz says the worker is not ready.
+Batches hand their finished records to the committer (:mod:`expediter.worker.committing`),
+which commits them in group transactions. A transaction commits only if every record in it
+was delivered (:mod:`expediter.worker.transacting`). When one fails (a broker outage longer
+than the request timeout, a record the broker refuses), nothing of it commits, and the worker
+recovers in process rather than exiting: it drops every batch not yet committed, seeks each
+partition back to its last committed offset, and runs those records again on a new producer,
+after a backoff. Why in process: the records would be redelivered after a restart as well, but
+a restart costs the model's warm-up and a rebalance, and during a broker outage a crash loop
+would only add restart back-off to the outage. Meanwhile /readyz says the worker is not ready.
 
 Called by ``expediter worker`` (expediter.cli.worker) and the tests.
 """
@@ -37,7 +38,6 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -49,11 +49,12 @@ from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import KafkaSettings, WorkerSettings
 from expediter.tools import ToolBox, ToolLedger
+from expediter.worker.committing import Committer
 from expediter.worker.defining import Agent, ToolCaller
 from expediter.worker.limiting import Slots
 from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
 from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory
-from expediter.worker.publishing import BATCH_BYTES, KeyPartitions, Publisher
+from expediter.worker.publishing import BATCH_BYTES, KeyPartitions
 from expediter.worker.transacting import TransactionFailed, Transactions
 
 __all__ = ["Worker"]
@@ -62,8 +63,6 @@ T = TypeVar("T")
 _LAG_EVERY = 5.0
 _IDLE_SECONDS = 1.0
 """A partition with no batch for this long may get its position committed past markers."""
-_REWIND_BACKOFF_FIRST, _REWIND_BACKOFF_MAX = 0.5, 10.0
-"""After a failed transaction, how long to wait before committing again (doubling)."""
 
 
 class _LedgerTools(ToolCallerFactory):
@@ -108,26 +107,18 @@ class Worker:
         self._stop = asyncio.Event()
         self._crash: BaseException | None = None
         self._slots = Slots(agent.resources.concurrency)
-        self._commit_lock = asyncio.Lock()
-        self._finished: list[_Finished] = []
-        self._finished_event = asyncio.Event()
+        self._committer = Committer(self.group, KeyPartitions(), self.health, self.log)
         self._inflight: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         """Batch tasks per partition: at most one running and one waiting behind it, and
         earlier ones awaiting their commit."""
         self._processing: dict[TopicPartition, asyncio.Future[None]] = {}
         """Per partition, done once the last fetched batch has run (its commit may wait)."""
-        self._owned: set[TopicPartition] = set()
-        self._committed_to: dict[TopicPartition, int] = {}
-        """The offset this worker last committed per partition (or read back on assignment)."""
         self._first_fetched: dict[TopicPartition, int] = {}
         """The first offset fetched per partition since it was assigned: where a rewind goes
         when this worker never learnt the committed offset."""
-        self._generation = 0
-        """Bumped by a rewind: batches of an older generation are dropped, never committed."""
         self.rewinds = 0
         """How many times a failed transaction rewound the partitions."""
         self._last_batch: dict[TopicPartition, float] = {}
-        self._partitioner = KeyPartitions()
         self._ran = False
 
     # -- control ------------------------------------------------------------------------------
@@ -197,7 +188,9 @@ class Worker:
                 ", ".join(f"{name} {secs:.2f}s" for name, secs in self.phases.items()),
                 extra={"capability": self.agent.capability},
             )  # fmt: skip
-            committer = asyncio.create_task(self._commit_loop(transactions, consumer))
+            committer = asyncio.create_task(
+                self._committer.run(transactions, lambda: self._rewind(consumer))
+            )
             committer.add_done_callback(self._part_done("committer"))
             try:
                 await self._consume(consumer, transactions, runner)
@@ -258,7 +251,7 @@ class Worker:
                 self.names.registry, record.value, key=record.key, headers=record.headers
             )]  # fmt: skip
 
-        async with self._commit_lock:
+        async with self._committer.lock:
             await transactions.run(send)
 
     async def _unregister(self, transactions: Transactions) -> None:
@@ -269,7 +262,7 @@ class Worker:
         async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
             return [await producer.send(self.names.registry, None, key=key)]
 
-        async with self._commit_lock:
+        async with self._committer.lock:
             try:
                 await transactions.run(send)
             except TransactionFailed as exc:
@@ -313,8 +306,9 @@ class Worker:
                 ran = self._processing[tp] = asyncio.get_running_loop().create_future()
                 self._last_batch[tp] = time.monotonic()
                 self._first_fetched.setdefault(tp, records[0].offset)
+                generation = self._committer.generation
                 task = asyncio.create_task(
-                    self._batch(tp, records, consumer, runner, previous, ran, self._generation)
+                    self._batch(tp, records, consumer, runner, previous, ran, generation)
                 )
                 self._inflight.setdefault(tp, set()).add(task)
                 task.add_done_callback(self._part_done(f"batch of {tp}", tp))
@@ -391,18 +385,15 @@ class Worker:
             # (handlers that never wait) go over together.
             nonlocal handed, hand_over_due
             hand_over_due = False
-            if generation != self._generation:
+            if generation != self._committer.generation:
                 return  # rewound: these records run again, from the committed offset
             end = handed
             while end < len(records) and records[end].offset in outcomes:
                 end += 1
             if end > handed:
-                committed = loop.create_future()
-                self._finished.append(_Finished(
-                    tp, records[handed:end], outcomes, committed, generation, time.monotonic()
-                ))  # fmt: skip
-                self._finished_event.set()
-                commits.append(committed)
+                commits.append(
+                    self._committer.hand_over(tp, records[handed:end], outcomes, generation)
+                )
                 handed = end
 
         slots = self._slots
@@ -428,69 +419,6 @@ class Worker:
         hand_over_done_prefix()  # if the last one is still due
         return commits
 
-    async def _commit_loop(self, transactions: Transactions, consumer: AIOKafkaConsumer) -> None:
-        """Commit finished batches, as many as are waiting, in one transaction.
-
-        Group commit: while one transaction is in flight, the batches that finish meanwhile
-        queue up and go together in the next, so the transaction overhead (four round trips and
-        the markers) is paid per group of batches, not per batch. A failed transaction rewinds
-        (:meth:`_rewind`) and waits a backoff before the next.
-        """
-        backoff = _REWIND_BACKOFF_FIRST
-        while True:
-            await self._finished_event.wait()
-            self._finished_event.clear()
-            batch, self._finished = self._finished, []
-            if batch:
-                self.health.awaiting_commit(batch[0].handed_at)
-            failed: TransactionFailed | None = None
-            async with self._commit_lock:
-                # Revoked while running: the new owner redoes those. Rewound: they run again.
-                owned = [b for b in batch
-                         if b.tp in self._owned and b.generation == self._generation]  # fmt: skip
-                try:
-                    if owned:
-                        await self._commit(transactions, owned)
-                except TransactionFailed as exc:
-                    failed = exc
-                    self.health.commit_failed(str(exc))
-                    self.log.warning(
-                        "a transaction of %d task(s) failed; every uncommitted task runs again "
-                        "from the last committed offsets in %.1fs: %s",
-                        sum(len(b.records) for b in owned), backoff, exc,
-                    )  # fmt: skip
-                    self._rewind(consumer)
-            for item in batch:
-                if failed is not None:
-                    item.committed.cancel()
-                elif not item.committed.done():
-                    item.committed.set_result(None)
-            if failed is None:
-                if owned:
-                    self.health.committed()
-                    backoff = _REWIND_BACKOFF_FIRST
-                self.health.awaiting_commit(self._finished[0].handed_at if self._finished else None)
-            else:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _REWIND_BACKOFF_MAX)
-                self._finished_event.set()  # batches run meanwhile; the next run starts a producer
-
-    async def _commit(self, transactions: Transactions, batches: list[_Finished]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for item in batches:
-            offsets[item.tp] = max(offsets.get(item.tp, 0), item.records[-1].offset + 1)
-
-        async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
-            delivered = await Publisher(producer, self._partitioner).publish(
-                [out for item in batches for record in item.records
-                 for out in item.outcomes[record.offset].publish]
-            )  # fmt: skip
-            await producer.send_offsets_to_transaction(offsets, self.group)
-            return delivered
-
-        await transactions.run(send)
-        self._committed_to.update(offsets)
-
     def _rewind(self, consumer: AIOKafkaConsumer) -> None:
         """After a failed transaction: drop every batch not committed, and fetch again from the
         committed offsets, so that each of those records runs again and commits once.
@@ -500,17 +428,14 @@ class Worker:
         started before it hands anything over after it (the generation changed). The
         cancelled batches' handlers end like on revocation.
         """
-        self._generation += 1
+        self._committer.drop_waiting()
         self.rewinds += 1
         for tasks in self._inflight.values():
             for task in tasks:
                 task.cancel()
-        for item in self._finished:
-            item.committed.cancel()
-        self._finished = []
         self._processing.clear()
         for tp in consumer.assignment():
-            start = self._committed_to.get(tp, self._first_fetched.get(tp))
+            start = self._committer.committed_to.get(tp, self._first_fetched.get(tp))
             if start is not None:
                 consumer.seek(tp, start)
             consumer.resume(tp)
@@ -532,41 +457,25 @@ class Worker:
         if self._stop.is_set() or transactions.broken:
             return  # a broken producer is the committer's to replace, off the fetch loop
         now = time.monotonic()
-        waiting = {item.tp for item in self._finished}
+        waiting = self._committer.waiting
+        owned, committed_to = self._committer.owned, self._committer.committed_to
         due: dict[TopicPartition, int] = {}
         for tp in consumer.assignment():
-            if self._inflight.get(tp) or tp in waiting or tp not in self._owned:
+            if self._inflight.get(tp) or tp in waiting or tp not in owned:
                 continue
             if now - self._last_batch.get(tp, 0.0) < _IDLE_SECONDS:
                 continue
             position = await consumer.position(tp)
-            committed = self._committed_to.get(tp)
+            committed = committed_to.get(tp)
             if committed is None:
                 committed = await consumer.committed(tp)
                 if committed is None:
                     continue  # nothing committed yet: the offset reset policy rules, not markers
-                self._committed_to[tp] = committed
+                committed_to[tp] = committed
             if position > committed:
                 due[tp] = position
-        if not due:
-            return
-        async with self._commit_lock:
-            due = {tp: offset for tp, offset in due.items() if tp in self._owned}
-            if not due or transactions.broken:
-                return
-
-            async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
-                await producer.send_offsets_to_transaction(due, self.group)
-                return []
-
-            try:
-                await transactions.run(send)
-            except TransactionFailed as exc:
-                # Only offsets, so nothing runs again; the next commit starts a new producer.
-                self.log.warning("committing offsets past commit markers failed: %s", exc)
-                self._finished_event.set()
-                return
-            self._committed_to.update(due)
+        if due:
+            await self._committer.commit_offsets(transactions, due)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == "dead-lettered":
@@ -622,30 +531,18 @@ class Worker:
             _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)
             for task in late:
                 task.cancel()
-        async with self._commit_lock:
-            self._owned -= partitions
+        async with self._committer.lock:
+            self._committer.owned -= partitions
         for tp in partitions:
             self.metrics.forget_partition(tp.topic, tp.partition)
 
     def assign(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions - self._owned:
-            self._committed_to.pop(tp, None)  # another member may have committed meanwhile
+        for tp in partitions - self._committer.owned:
+            # Another member may have committed meanwhile.
+            self._committer.committed_to.pop(tp, None)
             self._first_fetched.pop(tp, None)
-        self._owned |= partitions
+        self._committer.owned |= partitions
         self.assignments += 1
-
-
-@dataclass
-class _Finished:
-    """A batch whose records all ran, waiting for the committer."""
-
-    tp: TopicPartition
-    records: list[ConsumerRecord[bytes, bytes]]
-    outcomes: dict[int, Outcome]
-    committed: asyncio.Future[None]
-    generation: int
-    handed_at: float
-    """When the batch was handed over (monotonic): how long it has waited for its commit."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
