@@ -255,6 +255,16 @@ def choose(
             f"{', '.join(unreadable)}: not readable dead letters, so their source is unknown "
             "and they cannot be redriven; leave them out (`expediter dlq show` prints them)"
         )
+    truncated = [
+        letter.ref for letter in chosen if letter.letter is not None and letter.letter.truncated
+    ]
+    if truncated:
+        raise ConfigurationError(
+            f"{', '.join(truncated)}: the dead letter keeps only a prefix of the original record "
+            "(it was too big to keep whole), so redriving it would publish a broken task; leave "
+            "it out, and re-produce the original from its source (`expediter dlq show` prints "
+            "the source topic, partition and offset)"
+        )
     return chosen
 
 
@@ -403,9 +413,12 @@ async def redrive(
                         ))
                         for out in todo
                     ]  # fmt: skip
-                for ref, future in futures:
-                    meta = await future
-                    placed[ref] = (meta.partition, meta.offset)
+                    # Delivered before the commit, inside the transaction: aiokafka commits
+                    # over a batch it failed, so a failure seen only after the commit would
+                    # leave part of the redrive published and the rest lost.
+                    for ref, future in futures:
+                        meta = await future
+                        placed[ref] = (meta.partition, meta.offset)
             except KafkaError as exc:
                 raise BrokerError(
                     f"redriving from {dlq} failed and nothing was published ({exc!r}); check "
