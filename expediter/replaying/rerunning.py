@@ -227,18 +227,19 @@ async def publish_shadow(
         enable_idempotence=True,
     )
     try:
-        async with connected(producer, settings):
-            async with producer.transaction():
-                futures = []
-                for record in records:
-                    value, headers = _shadow_copy(record)
-                    report.deadlines_cleared += value is not record.value
-                    futures.append(
-                        await producer.send(
-                            target.tasks, value, key=record.key, headers=headers,
-                            partition=record.partition if same_layout else None,
-                        )
-                    )  # fmt: skip
+        async with connected(producer, settings), producer.transaction():
+            futures = []
+            for record in records:
+                value, headers = _shadow_copy(record)
+                report.deadlines_cleared += value is not record.value
+                futures.append(
+                    await producer.send(
+                        target.tasks, value, key=record.key, headers=headers,
+                        partition=record.partition if same_layout else None,
+                    )
+                )  # fmt: skip
+            # Delivered before the commit, inside the transaction: aiokafka commits over a
+            # batch it failed, which would publish part of the shadow run and lose the rest.
             for record, future in zip(records, futures, strict=True):
                 meta = await future
                 report.positions.append((meta.partition, meta.offset))
