@@ -5,10 +5,15 @@
 server's schemas, KEDA's CRD schemas and admission. The KafkaTopics are the exception: they
 are Strimzi's kind, whose CRD this cluster does not have (Strimzi is the Kafka operator of a
 real deployment; its CRDs come with it), so they are left out and counted.
+
+KEDA reads the broker address from the Deployment's env and connects before it makes an HPA,
+so the overlay's ConfigMap is pointed at the test broker: otherwise every ScaledObject stays
+``Ready=False`` on ``expediter-kafka-bootstrap.kafka.svc``, a name only a real cluster resolves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -18,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from expediter.dev import Broker
 from tests.cluster.conftest import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -42,12 +48,30 @@ def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
     return (obj["kind"], meta.get("namespace", ""), meta["name"])
 
 
-def test_the_local_overlay_is_accepted_and_keda_takes_its_scaled_objects(
-    cluster: Cluster,
+def _point_at(objects: list[dict[str, Any]], bootstrap: str) -> int:
+    """Aim the overlay's Kafka client settings at the test broker; how many were changed."""
+    changed = 0
+    for obj in objects:
+        if obj["kind"] == "ConfigMap" and "EXPEDITER_BOOTSTRAP" in obj.get("data", {}):
+            obj["data"]["EXPEDITER_BOOTSTRAP"] = bootstrap
+            changed += 1
+    return changed
+
+
+def _ready(scaled_object: dict[str, Any]) -> bool:
+    conditions = scaled_object.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+async def test_the_local_overlay_is_accepted_and_keda_takes_its_scaled_objects(
+    cluster: Cluster, kafka: Broker
 ) -> None:
     objects = _rendered(ROOT / "k8s" / "overlays" / "local")
     applied = [obj for obj in objects if obj["kind"] != NEEDS_STRIMZI]
     assert len(applied) < len(objects), "the overlay renders KafkaTopics: they are left out"
+    # KEDA connects to the broker named by the Deployment's env (bootstrapServersFromEnv)
+    # before it makes an HPA: the in-cluster name cannot resolve here, the test broker can.
+    assert _point_at(applied, kafka.bootstrap) == 1
     cluster.kubectl(
         "apply", "--server-side", "--field-manager=tests", "-f", "-", stdin=_as_list(applied)
     )
@@ -55,21 +79,31 @@ def test_the_local_overlay_is_accepted_and_keda_takes_its_scaled_objects(
     got = json.loads(cluster.kubectl("get", "-o", "json", "-f", "-", stdin=_as_list(applied)))
     assert sorted(map(_key, got["items"])) == sorted(map(_key, applied))
 
-    # KEDA's operator reconciles each ScaledObject into an HPA of its own: it accepted them.
-    scaled = [obj["metadata"]["name"] for obj in applied if obj["kind"] == "ScaledObject"]
+    # KEDA's operator takes each ScaledObject (Ready) and makes it an HPA of its own.
+    scaled = {obj["metadata"]["name"] for obj in applied if obj["kind"] == "ScaledObject"}
     assert scaled
-    namespace = next(
+    (namespace,) = {
         obj["metadata"]["namespace"] for obj in applied if obj["kind"] == "ScaledObject"
-    )
+    }
     wanted = {f"keda-hpa-{name}" for name in scaled}
     deadline = time.monotonic() + 60
     while True:
-        hpas = json.loads(cluster.kubectl("get", "hpa", "-n", namespace, "-o", "json"))["items"]
-        have = {hpa["metadata"]["name"] for hpa in hpas}
-        if wanted <= have or time.monotonic() > deadline:
+        listed = json.loads(
+            cluster.kubectl("get", "scaledobject,hpa", "-n", namespace, "-o", "json")
+        )
+        ready = {
+            o["metadata"]["name"]
+            for o in listed["items"]
+            if o["kind"] == "ScaledObject" and _ready(o)
+        }
+        hpas = {
+            o["metadata"]["name"] for o in listed["items"] if o["kind"] == "HorizontalPodAutoscaler"
+        }
+        if (ready == scaled and wanted <= hpas) or time.monotonic() > deadline:
             break
-        time.sleep(1)
-    assert wanted <= have, f"KEDA made no HPA for {sorted(wanted - have)}"
+        await asyncio.sleep(1)
+    assert ready == scaled, f"not Ready: {sorted(scaled - ready)}"
+    assert wanted <= hpas, f"KEDA made no HPA for {sorted(wanted - hpas)}"
 
 
 def test_the_keda_folder_passes_the_servers_validation(cluster: Cluster) -> None:
