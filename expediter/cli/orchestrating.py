@@ -36,7 +36,8 @@ WorkflowsDir = Annotated[
 def orchestrator(workflows: WorkflowsDir = None) -> None:
     """Run the orchestrator (a Faust app) until SIGTERM: join results, publish next tasks.
 
-    Shutdown gets EXPEDITER_SHUTDOWN_SECONDS (30), then the process exits with code 70.
+    Shutdown gets EXPEDITER_SHUTDOWN_SECONDS (30), then the process exits with code 70. A crash
+    (a transaction of which a record was not delivered) exits non-zero the same way.
     """
     import faust
 
@@ -59,6 +60,12 @@ def orchestrator(workflows: WorkflowsDir = None) -> None:
         def _on_sigint(self) -> None:
             arm_watchdog(budget)
             super()._on_sigint()
+
+        def _crash(self, reason: BaseException) -> None:
+            # A crash (a transaction that lost a record) stops the app too, and its shutdown
+            # can hang the same way: the process must exit, so that a restart reads again.
+            arm_watchdog(budget)
+            super()._crash(reason)
 
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
