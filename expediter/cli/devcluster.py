@@ -18,9 +18,10 @@ from expediter.dev.cluster import (
     EXTERNAL_METRICS_APISERVICE,
     KEDA_VERSION,
     KUBERNETES_VERSION,
+    ClusterNotBuiltError,
     LocalCluster,
     build_cluster,
-    cluster_home,
+    built_bin,
 )
 from expediter.settings import DevSettings
 
@@ -51,7 +52,8 @@ def build(
 ) -> None:
     """Build etcd, Kubernetes and KEDA from Go module sources into the cache (once per machine).
 
-    Cold, this takes 15-30 min and about 3.5 GB of disk; later runs find the cache and return.
+    Cold, this takes 15-30 min and about 10 GB of disk (Go's module and build caches, which
+    `go clean -cache -modcache` frees afterwards); later runs find the binaries and return.
     """
     started = time.monotonic()
     # Progress goes to stderr, so that --json leaves stdout to the one document.
@@ -82,6 +84,8 @@ def start(
     """
     cluster = _local(hpa_sync_period)
     running = cluster.status()
+    if running is None:
+        built_bin()  # before the banner: not built is an error naming the build command
     if running is None and not json_:
         console.print(
             f"starting Kubernetes {KUBERNETES_VERSION} and KEDA {KEDA_VERSION} on loopback ..."
@@ -114,7 +118,10 @@ def status(json_: JsonFlag = False) -> None:
     """Print the kubeconfig, versions, ports, PIDs and health; exit 1 when not running."""
     cluster = _local()
     state = cluster.status()
-    built = (cluster_home() / "bin" / ".complete").is_file()
+    try:
+        built = built_bin().is_dir()
+    except ClusterNotBuiltError:
+        built = False
     if state is None:
         info: dict[str, Any] = {"running": False, "built": built, "versions": _versions()}
         if json_:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from expediter.dev.cluster import ClusterNotBuiltError, LocalCluster, built_bin, find_go
+from expediter.dev.cluster import (
+    ClusterError,
+    ClusterNotBuiltError,
+    LocalCluster,
+    build_cluster,
+    built_bin,
+    find_go,
+)
 from expediter.errors import ToolMissingError
 
 
@@ -69,3 +76,29 @@ def test_stop_is_idempotent_and_never_kills_a_process_it_did_not_start(tmp_path:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_failed_build_shows_the_log_tail_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A go that is new enough but whose downloads fail, as on a machine without the proxy.
+    go = tmp_path / "go"
+    go.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n'
+        'echo "go: go.etcd.io/etcd/server/v3@v3.6.8: dial tcp: lookup proxy.golang.org: '
+        'i/o timeout" >&2\n'
+        "exit 1\n"
+    )
+    go.chmod(0o755)
+    monkeypatch.setenv("EXPEDITER_GO", str(go))
+    lines: list[str] = []
+    with pytest.raises(ClusterError) as failed:
+        build_cluster(cache=tmp_path / "cache", progress=lines.append)
+    message = str(failed.value)
+    assert "building etcd failed" in message
+    assert "lookup proxy.golang.org: i/o timeout" in message  # the log's tail
+    assert "GOPROXY" in message
+    assert "expediter dev cluster build" in message
+    with pytest.raises(ClusterNotBuiltError):
+        built_bin(tmp_path / "cache")

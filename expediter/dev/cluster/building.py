@@ -64,7 +64,7 @@ def built_bin(cache: Path | None = None) -> Path:
     raise ClusterNotBuiltError(
         f"no built cluster in {bin_dir.parent} (Kubernetes {KUBERNETES_VERSION}, KEDA "
         f"{KEDA_VERSION}): run `expediter dev cluster build` first (once per machine; about "
-        "15-30 min and 3.5 GB of disk cold)"
+        "15-30 min cold, and 10 GB of disk with Go's caches)"
     )
 
 
@@ -294,8 +294,9 @@ def _hint(tail: str) -> str:
     lowered = tail.lower()
     if "no space left" in lowered:
         return (
-            "The disk is full: the build needs about 3.5 GB (Go's module and build caches "
-            "included); free some, then run `expediter dev cluster build` again."
+            "The disk is full: the build needs about 10 GB (Go's module cache ~3.5 GB and "
+            "build cache ~6 GB included); free some, then run `expediter dev cluster build` "
+            "again."
         )
     if "killed" in lowered or "out of memory" in lowered:
         return (
