@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,36 @@ def test_cli_start_reuses_and_stop_of_another_dir_touches_nothing(
     assert json.loads(elsewhere.stdout) == {"stopped": False}
     assert cluster.local.status() is not None
     assert cluster.api.ready()
+
+
+def test_a_start_after_a_crash_replaces_the_survivors(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A second cluster beside the session's: ports and processes of its own.
+    second = LocalCluster(tmp_path_factory.mktemp("crash") / "cluster", hpa_sync_period=2)
+    first = second.start()
+    try:
+        assert first.ports["kube-apiserver"] != cluster.state.ports["kube-apiserver"]
+        os.kill(first.pids["keda-adapter"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while second.status() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert second.status() is None  # half a cluster is not a running one
+        again = second.start()
+        assert set(again.pids.values()).isdisjoint(first.pids.values())
+        assert not any(
+            Path(f"/proc/{pid}").exists() and _alive(pid) for pid in first.pids.values()
+        ), "the survivors of the crashed cluster were left running"
+        assert second.api(again).apiservice_available(EXTERNAL_METRICS_APISERVICE)
+        assert cluster.api.ready()  # the session's cluster never noticed
+    finally:
+        assert second.stop() is True
+    assert second.stop() is False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -167,7 +167,8 @@ class LocalCluster:
             return running
         bin_dir = built_bin(self.cache)
         require_kubectl()
-        self.stop()  # whatever is left of a start that failed half-way
+        self.stop()  # whatever is left of a start that failed half-way, or of a crash
+        self._procs = {}  # those of an earlier start by this instance are gone now
         deadline = time.monotonic() + timeout
         state = self._prepare()
         try:
