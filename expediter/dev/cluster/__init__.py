@@ -3,7 +3,8 @@
 Built once from Go module sources into the cache (:mod:`.building`, versions in
 :mod:`.versions`), then run as local processes on loopback (:mod:`.running`), with certificates
 from openssl (:mod:`.certificates`) and KEDA's CRDs and metrics APIService installed
-(:mod:`.installing`). Called by ``expediter dev cluster`` and the tests' cluster fixture.
+(:mod:`.installing`), each process with the flags in :mod:`.flags`. Called by
+``expediter dev cluster`` and the tests' cluster fixture.
 """
 
 from expediter.dev.cluster.building import build_cluster, built_bin, find_go

@@ -21,15 +21,27 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 from expediter.dev.cluster.building import built_bin, crds_dir
 from expediter.dev.cluster.certificates import make_pki, write_kubeconfig
 from expediter.dev.cluster.errors import ClusterError
+from expediter.dev.cluster.flags import (
+    ADAPTER_IP,
+    KUBERNETES_SERVICE_IP,
+    SERVICE_RANGE,
+    apiserver_flags,
+    controller_manager_flags,
+    etcd_flags,
+    keda_adapter_flags,
+    keda_env,
+    keda_operator_flags,
+    scheduler_flags,
+)
 from expediter.dev.cluster.installing import (
     EXTERNAL_METRICS_APISERVICE,
-    KEDA_NAMESPACE,
     apply_objects,
     install_crds,
     metrics_api_objects,
@@ -38,13 +50,8 @@ from expediter.dev.cluster.installing import (
 from expediter.dev.cluster.requesting import ApiServer, etcd_healthy, probe_ok
 from expediter.dev.cluster.versions import ETCD_VERSION, KEDA_VERSION, KUBERNETES_VERSION
 
-__all__ = ["ADAPTER_IP", "SERVICE_RANGE", "ClusterState", "LocalCluster"]
+__all__ = ["ClusterState", "LocalCluster"]
 
-SERVICE_RANGE = "127.100.0.0/16"
-"""Service IPs inside loopback, so that the aggregator can dial the adapter's clusterIP."""
-ADAPTER_IP = "127.100.0.50"
-"""The adapter's fixed clusterIP, which it binds to (Linux routes all of 127/8 to lo)."""
-_KUBERNETES_SERVICE_IP = "127.100.0.1"
 _ORDER = (
     "etcd",
     "kube-apiserver",
@@ -191,7 +198,7 @@ class LocalCluster:
                 f"loopback service range {SERVICE_RANGE}; on Linux all of 127/8 is local, "
                 "elsewhere add the address to the loopback interface"
             ) from exc
-        make_pki(self.pki, service_ip=_KUBERNETES_SERVICE_IP, adapter_ip=ADAPTER_IP)
+        make_pki(self.pki, service_ip=KUBERNETES_SERVICE_IP, adapter_ip=ADAPTER_IP)
         names = (
             "etcd",
             "etcd-peer",
@@ -216,99 +223,20 @@ class LocalCluster:
         )
 
     def _launch(self, bin_dir: Path, state: ClusterState, deadline: float) -> None:
-        ports, pki, kubeconfig = state.ports, self.pki, str(self.kubeconfig)
-        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-        self._spawn("etcd", bin_dir, [
-            "--name=expediter",
-            f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=expediter={peer_url}",
-            # A throwaway cluster: fsync on a loaded disk is where etcd's latency would go.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ], state)  # fmt: skip
-        self._wait("etcd", lambda: etcd_healthy(etcd_url), deadline)
+        ports, pki, kubeconfig = state.ports, self.pki, self.kubeconfig
         api = ApiServer(state.server, pki)
-        self._spawn("kube-apiserver", bin_dir, [
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['kube-apiserver']}",
-            f"--etcd-servers={etcd_url}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            # No token controller runs, so pods could never get their service-account token.
-            "--disable-admission-plugins=ServiceAccount",
-            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
-            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-            f"--service-cluster-ip-range={SERVICE_RANGE}",
-            # The aggregator then dials the adapter's clusterIP, not an endpoint address.
-            "--enable-aggregator-routing=false",
-            "--endpoint-reconciler-type=none",
-            f"--cert-dir={self.pki / 'apiserver-generated'}",
-        ], state)  # fmt: skip
+        spawn = partial(self._spawn, bin_dir=bin_dir, state=state)
+        spawn("etcd", etcd_flags(self.state_dir / "etcd", ports))
+        etcd = f"http://127.0.0.1:{ports['etcd']}"
+        self._wait("etcd", lambda: etcd_healthy(etcd), deadline)
+        spawn("kube-apiserver", apiserver_flags(pki, ports))
         self._wait("kube-apiserver", api.ready, deadline)
-        self._spawn("kube-controller-manager", bin_dir, [
-            f"--kubeconfig={kubeconfig}",
-            "--controllers=deployment-controller,replicaset-controller,"
-            "horizontal-pod-autoscaler-controller",
-            "--leader-elect=false",
-            "--secure-port=0",
-            f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_period:g}s",
-        ], state)  # fmt: skip
-        self._spawn("kube-scheduler", bin_dir, [
-            f"--kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            "--secure-port=0",
-        ], state)  # fmt: skip
-        install_crds(self.kubeconfig, crds_dir(self.cache))
-        keda_env = {
-            "WATCH_NAMESPACE": "",
-            "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
-            "POD_NAMESPACE": KEDA_NAMESPACE,
-            "KUBECONFIG": kubeconfig,
-        }
-        grpc = f"127.0.0.1:{ports['keda-operator-grpc']}"
-        keda_certs = pki / "keda"
-        self._spawn("keda-operator", bin_dir, [
-            f"--metrics-bind-address=127.0.0.1:{ports['keda-operator-metrics']}",
-            f"--health-probe-bind-address=127.0.0.1:{ports['keda-operator-probe']}",
-            f"--metrics-service-bind-address={grpc}",
-            f"--cert-dir={keda_certs}",
-            f"--ca-dir={keda_certs}",
-            "--enable-cert-rotation=false",
-            # Our certificates and APIService are made by us; KEDA must leave them be.
-            "--enable-webhook-patching=false",
-            "--enable-apiservice-patching=false",
-            "--leader-elect=false",
-        ], state, env=keda_env)  # fmt: skip
-        self._spawn("keda-adapter", bin_dir, [
-            f"--secure-port={ports['keda-adapter']}",
-            f"--bind-address={ADAPTER_IP}",
-            f"--tls-cert-file={keda_certs / 'tls.crt'}",
-            f"--tls-private-key-file={keda_certs / 'tls.key'}",
-            f"--lister-kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            f"--metrics-service-address={grpc}",
-            # Where the adapter finds ca.crt, tls.crt and tls.key for its gRPC client.
-            f"--cert-dir={keda_certs}",
-            f"--port={ports['keda-adapter-metrics']}",
-        ], state, env=keda_env)  # fmt: skip
-        apply_objects(self.kubeconfig, metrics_api_objects(ADAPTER_IP, ports["keda-adapter"]))
+        spawn("kube-controller-manager", controller_manager_flags(kubeconfig, self.hpa_sync_period))
+        spawn("kube-scheduler", scheduler_flags(kubeconfig))
+        install_crds(kubeconfig, crds_dir(self.cache))
+        spawn("keda-operator", keda_operator_flags(pki, ports), env=keda_env(kubeconfig))
+        spawn("keda-adapter", keda_adapter_flags(pki, kubeconfig, ports), env=keda_env(kubeconfig))
+        apply_objects(kubeconfig, metrics_api_objects(ADAPTER_IP, ports["keda-adapter"]))
         probe = f"http://127.0.0.1:{ports['keda-operator-probe']}/readyz"
         self._wait("keda-operator", lambda: probe_ok(probe), deadline)
         self._wait(
@@ -318,10 +246,10 @@ class LocalCluster:
     def _spawn(
         self,
         name: str,
-        bin_dir: Path,
         args: list[str],
-        state: ClusterState,
         *,
+        bin_dir: Path,
+        state: ClusterState,
         env: dict[str, str] | None = None,
     ) -> None:
         with (self.logs / f"{name}.log").open("ab") as log:
