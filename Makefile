@@ -10,7 +10,7 @@ LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install kafka lint format test test-unit test-integration test-chaos demo bench clean
+.PHONY: help install kafka lint format test test-unit test-integration test-chaos demo bench clean cluster test-cluster
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint kafka $(LLM_STAMP) ## Lint, then the whole suite (unit, integration, e2e, chaos, slow) against a real broker
+test: lint kafka cluster $(LLM_STAMP) ## Lint, then the whole suite (unit, integration, e2e, chaos, cluster, slow) against a real broker
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## Only the tests that need no broker
@@ -48,6 +48,12 @@ test-unit: $(STAMP) ## Only the tests that need no broker
 
 test-integration: kafka $(LLM_STAMP) ## Only the tests against a real broker
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+cluster: $(STAMP) ## Build the local Kubernetes + KEDA into the cache, once per machine (15-40 min cold, then instant)
+	$(BIN)/expediter dev cluster build
+
+test-cluster: kafka cluster ## Only the cluster tier: a real control plane and KEDA, against a real broker
+	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
 
 test-chaos: kafka ## Only the chaos tier: broker outages, poison and bad input on a broker of its own
 	$(BIN)/pytest tests/chaos $(PYTEST_ARGS)
@@ -60,4 +66,5 @@ bench: kafka ## Run the benchmarks; each prints its ratio as its last JSON line
 
 clean: ## Remove the venv, caches and the local broker's state (stops it first)
 	-@test -x $(BIN)/expediter && $(BIN)/expediter dev kafka stop
+	-@test -x $(BIN)/expediter && $(BIN)/expediter dev cluster stop
 	rm -rf $(VENV) .expediter .pytest_cache .mypy_cache .ruff_cache *.egg-info

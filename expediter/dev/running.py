@@ -92,7 +92,12 @@ def _port_free(port: int) -> bool:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's own Uuid.randomUuid never starts with '-': kafka-storage's parser would take such
+    # an id for an option ("--cluster-id: expected one argument"), one start in 64.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _is_our_broker(pid: int, config: Path) -> bool:

@@ -47,3 +47,12 @@ def test_scram_users_that_kafka_cannot_parse_are_refused(name: str) -> None:
 def test_bootstrap_variable_wins_over_everything() -> None:
     assert choose_kind({"EXPEDITER_BOOTSTRAP": "h:9092"}) == "external"
     assert choose_kind({"EXPEDITER_NO_DOCKER": "1"}) == "local"
+
+
+def test_a_cluster_id_never_starts_with_a_dash() -> None:
+    # kafka-storage reads "-t -abc" as a missing value: one broker start in 64 failed that way.
+    from expediter.dev.running import _cluster_id
+
+    ids = {_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert not [i for i in ids if i.startswith("-")]
