@@ -1,8 +1,8 @@
 """Shared fixtures. The ``kafka`` fixture is a real Apache Kafka broker for the whole session.
 
-It is found the way docs/architecture.md orders it (EXPEDITER_BOOTSTRAP, else Docker, else a local KRaft
-broker from Maven jars; see expediter.dev.locating). A broker that cannot start is an error,
-never a skip: the error carries the broker's log.
+It is found the way docs/architecture.md orders it (EXPEDITER_BOOTSTRAP, else Docker, else a
+local KRaft broker from Maven jars; see expediter.dev.locating). A broker that cannot start is an
+error, never a skip: the error carries the broker's log.
 """
 
 from __future__ import annotations

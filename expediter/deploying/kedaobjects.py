@@ -41,7 +41,8 @@ def scaled_object(
         "lagThreshold": str(profile.lag_threshold),
         "activationLagThreshold": str(profile.activation_lag_threshold),
         # The worker's consumer starts a new group at the earliest offset: KEDA must count
-        # that lag the same way, or a new group's backlog would look like lag 1 (docs/architecture.md#keda-arithmetic).
+        # that lag the same way, or a new group's backlog would look like lag 1
+        # (docs/architecture.md#keda-arithmetic).
         "offsetResetPolicy": "earliest",
         "allowIdleConsumers": "false",
         "excludePersistentLag": "false",

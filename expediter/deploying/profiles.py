@@ -158,7 +158,8 @@ def scaling_profile(
 
     - ``lagThreshold`` = 2 x concurrency: a replica is "full" with one round of tasks running
       and one waiting, so queueing adds at most one task's time to a task's latency.
-    - ``maxReplicaCount`` = partitions: a replica beyond them would get no partition (docs/architecture.md#keda-arithmetic).
+    - ``maxReplicaCount`` = partitions: a replica beyond them would get no partition
+      (docs/architecture.md#keda-arithmetic).
     - CPU agents scale to zero (they start in seconds) and wake on any lag; GPU agents keep one
       warm replica, since a cold start is a model load.
     """

@@ -12,9 +12,11 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
+from expediter.orchestrator import consuming
 from expediter.orchestrator.consuming import Consumer
 
 RESULTS = TP("results", 5)
@@ -35,6 +37,7 @@ def consumer(committed: int | None) -> Any:
     bare._fetched, bare._handled = defaultdict(set), defaultdict(set)
     bare._acked, bare._acked_index = defaultdict(list), defaultdict(set)
     bare._committed_offset = defaultdict(lambda: None, {RESULTS: committed})
+    bare._stuck, bare._refetch = {}, set()
     return bare
 
 
@@ -91,3 +94,89 @@ def test_records_skipped_around_a_rebalance_do_not_count() -> None:
     assert committable(bare) == {}
     handle(bare, fetch(bare, 20, 21, 22))  # the seek to the committed offset reads them again
     assert committable(bare) == {RESULTS: 23}
+
+
+class Thread:
+    """The consumer thread's seek, recorded (aiokafka's own only moves the position)."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TP, int]] = []
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def seeking(bare: Any) -> Thread:
+    bare._thread = Thread()
+    bare._refetch, bare._round = set(), {}
+    bare.assignment = lambda: {RESULTS}
+    bare._unacked_messages, bare._n_acked, bare._waiting_for_ack = set(), 0, None
+    bare.app.topics = SimpleNamespace(acks_enabled_for=lambda topic: True)
+    return bare._thread  # type: ignore[no-any-return]
+
+
+def test_a_record_the_stream_skipped_is_read_again_from_the_committed_offset() -> None:
+    bare = consumer(committed=10)
+    thread = seeking(bare)
+    handled_one, skipped_one, _ = fetch(bare, 10, 11, 12)
+    handle(bare, [handled_one])
+    assert bare.ack(handled_one)
+    bare._read_again()
+    assert thread.seeks == [], "a handled record is not read again"
+    bare.ack(skipped_one)  # what the stream does with a record it skips
+    bare._read_again()
+    assert thread.seeks == [(RESULTS, 10)]
+    assert committable(bare) == {RESULTS: 11}, "nothing past the skipped record commits"
+    handle(bare, fetch(bare, 10, 11, 12))  # read again: handled (10 twice, idempotently)
+    assert committable(bare) == {RESULTS: 13}
+
+
+def test_records_fetched_and_not_handed_on_make_the_partition_read_again() -> None:
+    bare = consumer(committed=10)
+    thread = seeking(bare)
+    bare._round = {RESULTS: [10, 11, 12]}
+    bare._check_round({RESULTS: 10}, bare.app.consumer_generation_id)
+    bare._read_again()
+    assert thread.seeks == [(RESULTS, 10)]
+
+
+def test_a_round_handed_on_whole_reads_nothing_again() -> None:
+    bare = consumer(committed=10)
+    thread = seeking(bare)
+    bare._round = {RESULTS: [10, 11]}
+    bare._check_round({RESULTS: 11}, bare.app.consumer_generation_id)
+    bare._read_again()
+    assert thread.seeks == []
+
+
+def test_nothing_is_read_again_across_a_rebalance() -> None:
+    bare = consumer(committed=10)
+    thread = seeking(bare)
+    bare._round = {RESULTS: [10, 11]}
+    generation = bare.app.consumer_generation_id
+    bare.app.consumer_generation_id += 1  # the rebalance seeks to the committed offsets itself
+    bare._check_round({}, generation)
+    bare._read_again()
+    assert thread.seeks == []
+
+
+def test_a_record_left_behind_handled_ones_makes_the_partition_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(consuming.time, "monotonic", lambda: clock[0])
+    bare = consumer(committed=10)
+    thread = seeking(bare)
+    messages = fetch(bare, 10, 11, 12)
+    handle(bare, [messages[0], messages[2]])  # 11 was dropped somewhere
+    assert committable(bare) == {RESULTS: 11}
+    clock[0] += 1
+    handle(bare, fetch(bare, 13))
+    committable(bare)
+    bare._read_again()
+    assert thread.seeks == [], "a moment behind is normal"
+    clock[0] += consuming._STUCK_SECONDS
+    handle(bare, fetch(bare, 14))
+    committable(bare)
+    bare._read_again()
+    assert thread.seeks == [(RESULTS, 11)]

@@ -52,3 +52,13 @@ def test_the_overridden_private_methods_still_exist_with_their_signatures() -> N
         assert method is not None, f"faust's Consumer has no {name} any more"
         assert list(inspect.signature(method).parameters) == parameters, name
     assert list(inspect.signature(faust.App._new_transport).parameters) == ["self"]
+
+
+def test_the_orchestrator_turns_off_fausts_cython_stream_iterator() -> None:
+    # It drops records it skips without acking them (expediter/orchestrator/consuming.py).
+    import faust.streams
+
+    import expediter.orchestrator.consuming  # noqa: F401 (the import turns it off)
+
+    assert "_CStreamIterator" in vars(faust.streams), "faust renamed its Cython switch"
+    assert faust.streams._CStreamIterator is None  # type: ignore[attr-defined]
