@@ -9,6 +9,8 @@ way. Called by ``expediter submit`` and ``expediter status``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -103,8 +105,14 @@ class Submitter:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            await self._stack.aclose()
+            return
+        # Already failing (the broker went away mid-run): stopping the clients may fail too
+        # (aiokafka's producer cancels its sender), and must not hide the error that matters.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await self._stack.aclose()
 
     async def _reply_topic(self, target: str) -> str:
         return self.names.completed if target in self.workflows else self.names.results

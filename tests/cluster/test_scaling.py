@@ -74,11 +74,15 @@ def _objects(namespace: str, bootstrap: str, topic: str) -> list[dict[str, Any]]
     ]
 
 
-async def _make_lag(kafka: Broker, topic: str) -> None:
+async def _create_topic(kafka: Broker, topic: str) -> None:
     settings = kafka.settings
     admin = AIOKafkaAdminClient(**client_options(settings))
     async with connected(admin, settings):
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+
+
+async def _make_lag(kafka: Broker, topic: str) -> None:
+    settings = kafka.settings
     producer = AIOKafkaProducer(**client_options(settings))
     async with connected(producer, settings):
         for n in range(RECORDS):
@@ -96,7 +100,7 @@ def _replicas(cluster: Cluster, namespace: str) -> int:
 async def test_real_lag_scales_from_zero_up_to_the_partition_cap(
     cluster: Cluster, kafka: Broker, topic_name: str
 ) -> None:
-    await _make_lag(kafka, topic_name)
+    await _create_topic(kafka, topic_name)
     namespace = f"scale-{uuid.uuid4().hex[:8]}"
     listed = {
         "apiVersion": "v1",
@@ -106,8 +110,12 @@ async def test_real_lag_scales_from_zero_up_to_the_partition_cap(
     await asyncio.to_thread(
         cluster.kubectl, "apply", "--server-side", "-f", "-", stdin=json.dumps(listed)
     )
-    assert await asyncio.to_thread(_replicas, cluster, namespace) == 0
+    # No lag yet: KEDA polls (every second) and keeps the Deployment at zero.
+    for _ in range(3):
+        await asyncio.sleep(1)
+        assert await asyncio.to_thread(_replicas, cluster, namespace) == 0
 
+    await _make_lag(kafka, topic_name)
     seen: list[int] = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
