@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.table import Table
@@ -20,6 +20,7 @@ from rich.table import Table
 from expediter.cli.output import console, emit_json, wide_console
 from expediter.cli.replay import json_errors, progress_bars
 from expediter.errors import ConfigurationError
+from expediter.events import DeadLetterReason
 from expediter.replaying import (
     HistoryReader,
     Letter,
@@ -45,8 +46,9 @@ Dlq = Annotated[
 ]
 Prefix = Annotated[str, typer.Option(help="The deployment's topic prefix; '' in production.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+_REASONS = ", ".join(get_args(DeadLetterReason))
 Reason = Annotated[
-    str | None, typer.Option(help="Only dead letters with this reason (exhausted, invalid...).")
+    str | None, typer.Option(help=f"Only dead letters with this reason: {_REASONS}.")
 ]
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "AgentCard",
     "AgentResources",
     "DeadLetter",
+    "DeadLetterReason",
     "ResultEvent",
     "TaskError",
     "TaskEvent",
@@ -160,6 +161,29 @@ class AgentCard(Event):
     resources: AgentResources = Field(default_factory=AgentResources)
 
 
+DeadLetterReason = Literal[
+    "oversized",
+    "undecodable",
+    "invalid",
+    "unsupported-version",
+    "wrong-capability",
+    "exhausted",
+    "permanent",
+    "unknown-workflow",
+    "handling-failed",
+]
+"""Why a record became a dead letter, the one list the model, the worker, the orchestrator and
+``expediter dlq`` share:
+
+- ``oversized``, ``undecodable``, ``invalid``, ``unsupported-version``: the record is not a
+  valid event (:data:`expediter.errors.DecodeReason`);
+- ``wrong-capability``: a task on another capability's topic;
+- ``exhausted``: a retriable failure after its last try; ``permanent``: a permanent failure;
+- ``unknown-workflow``: a command for a workflow the orchestrator does not have;
+- ``handling-failed``: the orchestrator's handling of the record raised.
+"""
+
+
 class DeadLetter(Event):
     """A record that could not be processed, kept whole with the reason, in ``dlq.<capability>``.
 
@@ -169,8 +193,8 @@ class DeadLetter(Event):
     """
 
     type: Literal["dead-letter"] = "dead-letter"
-    reason: Annotated[str, Field(min_length=1, max_length=100)]
-    """A decode reason (``invalid``, ``unsupported-version``...) or ``exhausted``/``permanent``."""
+    reason: DeadLetterReason
+    """Why the record is here; see :data:`DeadLetterReason`."""
     detail: Annotated[str, Field(max_length=10_000)]
     source_topic: Annotated[str, Field(min_length=1, max_length=249)]
     source_partition: Annotated[int, Field(ge=0)]

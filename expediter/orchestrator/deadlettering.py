@@ -17,7 +17,7 @@ import base64
 from typing import Any
 
 from expediter.errors import DecodeError, ExpediterError
-from expediter.events import DeadLetter, Producer
+from expediter.events import DeadLetter, DeadLetterReason, Producer
 
 __all__ = ["MAX_ORIGINAL_BYTES", "Unhandled", "dead_letter"]
 
@@ -29,9 +29,9 @@ must fit the broker's 1 MB message limit, or its own transaction fails and the s
 class Unhandled(ExpediterError):
     """A record the orchestrator can decode but not act on; ``reason`` names why."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
         super().__init__(detail)
-        self.reason = reason
+        self.reason: DeadLetterReason = reason
 
 
 def _b64(data: bytes) -> str:
@@ -40,8 +40,9 @@ def _b64(data: bytes) -> str:
 
 def dead_letter(message: Any, error: BaseException, producer: Producer) -> DeadLetter:
     """The dead letter for Faust's ``message`` (topic, partition, offset, key, value, headers)."""
+    reason: DeadLetterReason
     if isinstance(error, DecodeError | Unhandled):
-        reason, detail = str(error.reason), str(error)
+        reason, detail = error.reason, str(error)
     else:
         reason, detail = "handling-failed", f"{error!r}"
     value: bytes = message.value or b""
@@ -52,7 +53,7 @@ def dead_letter(message: Any, error: BaseException, producer: Producer) -> DeadL
         value = value[:MAX_ORIGINAL_BYTES]
     return DeadLetter(
         producer=producer,
-        reason=reason[:100],
+        reason=reason,
         detail=detail[:10_000],
         source_topic=message.topic,
         source_partition=message.partition,

@@ -24,7 +24,14 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 
 from expediter.errors import EngineError, TaskFailure
-from expediter.events import DeadLetter, Producer, ResultEvent, TaskError, TaskEvent
+from expediter.events import (
+    DeadLetter,
+    DeadLetterReason,
+    Producer,
+    ResultEvent,
+    TaskError,
+    TaskEvent,
+)
 
 __all__ = [
     "KEPT_VALUE_BYTES",
@@ -103,7 +110,7 @@ def dead_letter(
     record: ConsumerRecord[bytes, bytes],
     producer: Producer,
     *,
-    reason: str,
+    reason: DeadLetterReason,
     detail: str,
     task: TaskEvent[Any] | None = None,
     attempt: int | None = None,

@@ -23,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 
 from expediter.errors import DecodeError, EngineError, PermanentError, TaskFailure, ToolError
 from expediter.events import (
+    DeadLetterReason,
     OutgoingRecord,
     Producer,
     ResultTemplate,
@@ -285,7 +286,7 @@ class TaskRunner:
                     tries += 1
                     retries += 1
                     continue
-                reason = "exhausted" if is_retriable(exc) else "permanent"
+                reason: DeadLetterReason = "exhausted" if is_retriable(exc) else "permanent"
                 if not isinstance(exc, TaskFailure | EngineError | TimeoutError):
                     self.log.exception("handler of %s raised", self.agent.capability)
                 return self._failed(record, task, trace, error, reason, tries, ctx, started)
@@ -315,7 +316,7 @@ class TaskRunner:
         task: TaskEvent[Any],
         trace: TraceParent,
         error: TaskError,
-        reason: str,
+        reason: DeadLetterReason,
         tries: int,
         ctx: TaskContext,
         started: float,
