@@ -21,8 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from expediter.tools import tool
-from expediter.worker import Agent, AgentResources, TaskContext
+from expediter import Agent, AgentResources, TaskContext, tool
 
 OUTBOX_ENV = "EXPEDITER_ACTION_OUTBOX"
 DEFAULT_OUTBOX = Path(".expediter/outbox.jsonl")

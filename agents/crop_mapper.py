@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from expediter.worker import Agent, AgentResources, TaskContext
+from expediter import Agent, AgentResources, TaskContext
 
 FieldId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Crop = Literal["wheat", "maize", "barley", "soybean", "rapeseed", "sunflower"]

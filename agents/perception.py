@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from expediter.worker import Agent, AgentResources, TaskContext
+from expediter import Agent, AgentResources, TaskContext
 
 Language = Literal["en", "fr", "es", "de", "unknown"]
 Orientation = Literal["landscape", "portrait", "square"]

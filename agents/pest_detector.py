@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from expediter.worker import Agent, AgentResources, TaskContext
+from expediter import Agent, AgentResources, TaskContext
 
 FieldId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Species = Literal["aphid", "armyworm", "corn-borer", "spider-mite", "thrips", "whitefly"]

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from expediter.worker import Agent, AgentResources, PermanentError, TaskContext
+from expediter import Agent, AgentResources, PermanentError, TaskContext
 
 Priority = Literal["low", "medium", "high", "urgent"]
 ToolName = Literal["create_work_order", "schedule_irrigation", "notify_agronomist", "none"]

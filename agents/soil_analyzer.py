@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from expediter.worker import Agent, AgentResources, PermanentError, TaskContext
+from expediter import Agent, AgentResources, PermanentError, TaskContext
 
 FieldId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Recommendation = Literal["none", "irrigate", "fertilize", "lime", "sulfur", "drain"]

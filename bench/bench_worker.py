@@ -38,13 +38,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from common import emit, percentiles, task_event
 
+from expediter import load_agent
 from expediter.dev import provided_broker
 from expediter.events import ResultEvent, decode, to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.settings import DevSettings, KafkaSettings, WorkerSettings
 from expediter.worker import looping
-from expediter.worker.loading import load_agent
 from expediter.worker.working import Worker
 
 NOOP = Path(__file__).resolve().parent / "agents" / "noop.py"

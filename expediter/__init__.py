@@ -1,8 +1,36 @@
 """Expediter: AI agents as event-driven consumers on Apache Kafka, autoscaled by KEDA.
 
 The public surface is small and re-exported here; everything else is private to its module.
+An agent file and a workflow file import what they declare from here only::
+
+    from expediter import Agent, AgentResources, TaskContext, tool
+    from expediter import All, Parallel, Step, Workflow, WorkflowState
 """
 
+from expediter.authoring import (
+    Agent,
+    AgentResources,
+    All,
+    Any_,
+    Handler,
+    InvalidInputError,
+    Join,
+    Parallel,
+    PermanentError,
+    Quorum,
+    RetriableError,
+    Step,
+    StepState,
+    TaskContext,
+    Tool,
+    ToolCaller,
+    Workflow,
+    WorkflowState,
+    load_agent,
+    load_agents,
+    load_workflows,
+    tool,
+)
 from expediter.errors import (
     AuthenticationError,
     BrokerError,
@@ -29,7 +57,11 @@ from expediter.events import (
 from expediter.settings import DevSettings, KafkaSettings, SaslSettings, TlsSettings
 
 __all__ = [
+    "Agent",
     "AgentCard",
+    "AgentResources",
+    "All",
+    "Any_",
     "AuthenticationError",
     "BrokerError",
     "BrokerUnavailableError",
@@ -38,21 +70,39 @@ __all__ = [
     "DecodeError",
     "DevSettings",
     "ExpediterError",
+    "Handler",
+    "InvalidInputError",
+    "Join",
     "KafkaSettings",
     "LocalBrokerError",
+    "Parallel",
+    "PermanentError",
     "Producer",
+    "Quorum",
     "ResultEvent",
+    "RetriableError",
     "SaslSettings",
     "SchemaCompatibilityError",
+    "Step",
+    "StepState",
+    "TaskContext",
     "TaskError",
     "TaskEvent",
     "TlsSettings",
+    "Tool",
+    "ToolCaller",
     "ToolMissingError",
+    "Workflow",
     "WorkflowEvent",
+    "WorkflowState",
     "__version__",
     "decode",
     "encode",
+    "load_agent",
+    "load_agents",
+    "load_workflows",
     "to_record",
+    "tool",
 ]
 
 __version__ = "0.1.0"

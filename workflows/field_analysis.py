@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from expediter.orchestrator import All, Parallel, Step, Workflow, WorkflowState
+from expediter import All, Parallel, Step, Workflow, WorkflowState
 
 
 class FieldAnalysisInput(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from expediter.worker import Agent, AgentResources, TaskContext
+from expediter import Agent, AgentResources, TaskContext
 
 
 class NoopInput(BaseModel):

@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from expediter.worker import Agent, TaskContext
-from expediter.worker.loading import load_agent
+from expediter import Agent, TaskContext, load_agent
 
 real = load_agent(Path(__file__).resolve().parents[2] / "agents" / "pest_detector.py")
 

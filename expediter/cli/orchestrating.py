@@ -17,11 +17,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from expediter.authoring import load_workflows
 from expediter.cli.output import console, emit_json, fail
 from expediter.cli.stopping import arm_watchdog
 from expediter.errors import ConfigurationError, ExpediterError
 from expediter.messaging import TopicNames
-from expediter.orchestrator.defining import load_workflows
 from expediter.orchestrator.submitting import Submission, Submitter, new_workflow_id, read_status
 from expediter.settings import KafkaSettings, OrchestratorSettings
 

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from expediter.authoring.loading import load_agent
 from expediter.cli.output import console, emit_json, err_console, wide_console
 from expediter.errors import ConfigurationError
 from expediter.replaying import (
@@ -55,7 +56,6 @@ from expediter.replaying import (
 from expediter.replaying.reading import Record
 from expediter.replaying.rendering import check_writable
 from expediter.settings import KafkaSettings
-from expediter.worker.loading import load_agent
 
 __all__ = ["diff", "json_errors", "progress_bars", "register", "replay", "trace"]
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from expediter.authoring.loading import load_agents
 from expediter.cli.output import console, emit_json, fail
 from expediter.errors import ConfigurationError
 from expediter.events.compatibility import breaking_changes
@@ -25,7 +26,6 @@ from expediter.events.exporting import (
     render,
     write_schemas,
 )
-from expediter.worker.loading import load_agents
 
 __all__ = ["app", "load_payload_models"]
 

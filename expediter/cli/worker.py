@@ -18,11 +18,11 @@ from typing import Annotated
 
 import typer
 
+from expediter.authoring.loading import load_agent
 from expediter.cli.stopping import arm_watchdog
 from expediter.reasoning import engine_from_settings
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
 from expediter.worker import looping
-from expediter.worker.loading import load_agent
 from expediter.worker.logs import configure_logging
 from expediter.worker.working import Worker
 

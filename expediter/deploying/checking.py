@@ -32,12 +32,12 @@ from typing import Any
 
 import yaml
 
+from expediter.authoring.agents import Agent
 from expediter.deploying.objects import CAPABILITY_LABEL, Manifest
 from expediter.errors import ConfigurationError
 from expediter.messaging import Catalog, TopicNames
 from expediter.scaling import parse_trigger
 from expediter.settings import WorkerSettings
-from expediter.worker.defining import Agent
 
 __all__ = [
     "CHECKED_DIRS",

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from expediter.authoring.agents import Agent
 from expediter.deploying.objects import Object, agent_labels, meta
 from expediter.deploying.profiles import DeploySettings, ScalingProfile
 from expediter.messaging import TopicNames
-from expediter.worker.defining import Agent
 
 __all__ = ["scaled_object", "trigger_authentication"]
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expediter.authoring.agents import Agent
+from expediter.authoring.loading import load_agent
 from expediter.deploying.clusterobjects import (
     kafka_client_config,
     kafka_topic,
@@ -49,8 +51,6 @@ from expediter.deploying.profiles import DeploySettings, ScalingProfile, scaling
 from expediter.deploying.workloads import agent_objects, orchestrator
 from expediter.errors import ConfigurationError
 from expediter.messaging import Catalog, TopicNames
-from expediter.worker.defining import Agent
-from expediter.worker.loading import load_agent
 
 __all__ = [
     "APP_LABEL",

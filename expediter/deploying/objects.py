@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from expediter.authoring.agents import Agent
 from expediter.deploying.profiles import DeploySettings
-from expediter.worker.defining import Agent
 
 __all__ = [
     "ACCELERATOR_LABEL",

@@ -18,8 +18,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from expediter import __version__
+from expediter.authoring.agents import Agent
 from expediter.errors import ConfigurationError
-from expediter.worker.defining import Agent
 
 __all__ = [
     "DRAIN_COMMIT_MARGIN_SECONDS",

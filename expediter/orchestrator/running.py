@@ -44,6 +44,8 @@ from typing import Any, cast
 import faust
 from aiokafka import AIOKafkaProducer
 
+from expediter.authoring.state import WorkflowState
+from expediter.authoring.workflows import Workflow
 from expediter.events import (
     OutgoingRecord,
     ResultEvent,
@@ -56,8 +58,6 @@ from expediter.events import (
 from expediter.messaging import TopicNames, client_options
 from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.deadlettering import Unhandled, dead_letter
-from expediter.orchestrator.defining import Workflow
-from expediter.orchestrator.state import WorkflowState
 from expediter.orchestrator.stepping import PRODUCER, Effects, apply_result, expire, overdue, start
 from expediter.settings import KafkaSettings, OrchestratorSettings
 

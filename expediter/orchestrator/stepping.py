@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from expediter.authoring.state import StepState, WorkflowState
+from expediter.authoring.workflows import InvalidInputError, Parallel, Step, Workflow
 from expediter.events import (
     Producer,
     ResultEvent,
@@ -31,8 +33,6 @@ from expediter.events import (
     WorkflowEvent,
     WorkflowStatus,
 )
-from expediter.orchestrator.defining import InvalidInputError, Parallel, Step, Workflow
-from expediter.orchestrator.state import StepState, WorkflowState
 
 __all__ = ["Effects", "apply_result", "expire", "overdue", "start"]
 

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
+from expediter.authoring.state import WorkflowState
 from expediter.errors import ConfigurationError, ExpediterError
 from expediter.events import (
     Producer,
@@ -33,7 +34,6 @@ from expediter.events import (
     to_record,
 )
 from expediter.messaging import TopicNames, client_options, connected
-from expediter.orchestrator.state import WorkflowState
 from expediter.settings import KafkaSettings
 
 __all__ = ["Submission", "Submitter", "new_workflow_id", "read_status"]

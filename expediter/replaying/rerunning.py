@@ -40,6 +40,8 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from expediter.authoring.agents import Agent
+from expediter.authoring.tools import Tool
 from expediter.errors import (
     BrokerError,
     ConfigurationError,
@@ -53,8 +55,6 @@ from expediter.reasoning import engine_from_settings
 from expediter.replaying.deadlines import ORIGINAL_DEADLINE_HEADER, iso_deadline, with_deadline
 from expediter.replaying.reading import HistoryReader, Record
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
-from expediter.tools import Tool
-from expediter.worker.defining import Agent
 from expediter.worker.working import Worker
 
 __all__ = [

@@ -8,7 +8,7 @@ every attempt; one that does not gets a "replay diverged" PermanentError rather 
 result.
 
 Built by the worker, one per task (``task_id`` is the task event's id, kept across attempts);
-satisfies :class:`expediter.worker.defining.ToolCaller`.
+satisfies :class:`expediter.authoring.ToolCaller`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from expediter.authoring.tools import Tool
 from expediter.errors import ConfigurationError, PermanentError, ToolError
 from expediter.tools.ledger import ToolLedger, ledger_key
-from expediter.tools.registry import Tool
 
 __all__ = ["ToolBox"]
 

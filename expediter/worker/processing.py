@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from aiokafka.structs import ConsumerRecord
 
+from expediter.authoring.agents import Agent, TaskContext, ToolCaller
 from expediter.errors import DecodeError, EngineError, PermanentError, TaskFailure, ToolError
 from expediter.events import (
     DeadLetterReason,
@@ -38,7 +39,6 @@ from expediter.events import (
 from expediter.messaging import TopicNames
 from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import WorkerSettings
-from expediter.worker.defining import Agent, TaskContext, ToolCaller
 from expediter.worker.failing import backoff, dead_letter, failure_result, is_retriable, task_error
 
 __all__ = ["Outcome", "TaskRunner", "ToolCallerFactory", "identified", "record_task_id"]

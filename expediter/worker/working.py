@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from expediter.authoring.agents import Agent, ToolCaller
 from expediter.errors import ConfigurationError
 from expediter.events import AgentCard, Producer, TaskEvent, to_record
 from expediter.messaging import TopicNames, client_options, connected
@@ -50,7 +51,6 @@ from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import KafkaSettings, WorkerSettings
 from expediter.tools import ToolBox, ToolLedger
 from expediter.worker.committing import Committer
-from expediter.worker.defining import Agent, ToolCaller
 from expediter.worker.limiting import Slots
 from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
 from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory

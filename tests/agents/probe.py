@@ -1,6 +1,6 @@
 """A test agent whose behaviour each task chooses: succeed, sleep, fail, crash or hang.
 
-Loaded by path like any agent file (expediter.worker.loading). ``CALLS`` counts handler calls
+Loaded by path like any agent file (expediter.authoring.loading). ``CALLS`` counts handler calls
 per task id, for tests that run the worker in-process.
 """
 
@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from expediter.worker import Agent, AgentResources, PermanentError, RetriableError, TaskContext
+from expediter import Agent, AgentResources, PermanentError, RetriableError, TaskContext
 
 CALLS: Counter[uuid.UUID] = Counter()
 

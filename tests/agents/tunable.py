@@ -10,7 +10,7 @@ import os
 
 from pydantic import BaseModel
 
-from expediter.worker import Agent, AgentResources, TaskContext
+from expediter import Agent, AgentResources, TaskContext
 
 TUNING_ENV = "EXPEDITER_TEST_TUNING"
 

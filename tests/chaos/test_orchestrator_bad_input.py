@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 BRITTLE = """
 from pydantic import BaseModel
-from expediter.orchestrator import Step, Workflow
+from expediter import Step, Workflow
 
 class Input(BaseModel):
     field_id: str

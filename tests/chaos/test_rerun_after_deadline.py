@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from expediter.worker import Agent, PermanentError, TaskContext
+from expediter import Agent, PermanentError, TaskContext
 
 FLAG = Path(__FLAG__)
 

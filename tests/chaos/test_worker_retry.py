@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 WORKFLOWS = 10
 RETRIED = """
-from expediter.orchestrator import Step, Workflow
+from expediter import Step, Workflow
 
 def flaky_input(state):
     return {"n": 1, "mode": "retriable", "fail_attempts": 1}

@@ -26,7 +26,7 @@ from tests.support import cli, read, spawn, terminate
 
 FLEET = ("soil_analyzer", "pest_detector", "crop_mapper")
 HURRY = """
-from expediter.orchestrator import Step, Workflow
+from expediter import Step, Workflow
 
 def soil_input(state):
     return {"field_id": state.input["field_id"]}

@@ -19,7 +19,7 @@ from tests.e2e.test_orchestrator import env, logs  # noqa: F401
 from tests.support import cli, spawn, terminate
 
 BROKEN = """
-from expediter.orchestrator import Step, Workflow
+from expediter import Step, Workflow
 
 def soil_input(state):
     return {"field_id": state.input["field_id"]}

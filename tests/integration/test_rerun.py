@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from expediter import load_agent
 from expediter.dev import Broker
 from expediter.events import ResultEvent, TaskEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
@@ -23,7 +24,6 @@ from expediter.replaying import (
     shadow_target,
 )
 from expediter.settings import KafkaSettings
-from expediter.worker.loading import load_agent
 from tests.integration.test_dlq import everything
 from tests.integration.test_replay import cli, last_json
 from tests.integration.test_trace import running_worker

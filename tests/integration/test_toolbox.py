@@ -18,13 +18,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pydantic import BaseModel, Field
 
+from expediter import TaskContext, Tool, load_agent, tool
 from expediter.dev import Broker
 from expediter.errors import ConfigurationError, PermanentError, ToolError
 from expediter.messaging import client_options, connected
 from expediter.reasoning import RuleEngine
-from expediter.tools import Tool, ToolBox, ToolLedger, tool
-from expediter.worker import TaskContext
-from expediter.worker.loading import load_agent
+from expediter.tools import ToolBox, ToolLedger
 
 ACTION_AGENT = Path(__file__).resolve().parents[2] / "agents" / "action.py"
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from expediter import load_agent
 from expediter.dev import Broker
 from expediter.events import WorkflowEvent, WorkflowStatus
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.replaying import HistoryReader, trace_workflow
 from expediter.settings import KafkaSettings, WorkerSettings
-from expediter.worker.loading import load_agent
 from expediter.worker.working import Worker
 from tests.integration.test_replay import cli, last_json
 from tests.support import TEST_PRODUCER, create_topics, produce, read, task

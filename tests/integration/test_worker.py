@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from expediter import load_agent
 from expediter.dev import Broker
 from expediter.events import (
     DLQ_OFFSET_HEADER,
@@ -33,7 +34,6 @@ from expediter.events import (
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.settings import WorkerSettings
-from expediter.worker.loading import load_agent
 from expediter.worker.working import Worker
 from tests.support import create_topics, produce, read, settle, task
 

@@ -15,12 +15,12 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from expediter import load_agent
 from expediter.dev import Broker
 from expediter.events import ResultEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning import RuleEngine
 from expediter.settings import WorkerSettings
-from expediter.worker.loading import load_agent
 from expediter.worker.processing import TaskRunner
 from expediter.worker.working import Worker
 from tests.integration.test_worker import PROBE, start_worker

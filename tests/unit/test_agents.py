@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from expediter import Agent, TaskContext, Tool, load_agents
 from expediter.errors import ToolError
 from expediter.reasoning import RuleEngine
-from expediter.tools import Tool
-from expediter.worker import Agent, TaskContext
-from expediter.worker.loading import load_agents
 
 AGENTS_DIR = Path(__file__).resolve().parents[2] / "agents"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from expediter import All, Any_, Parallel, Quorum, Step, Workflow, WorkflowState
 from expediter.events import Producer, ResultEvent, TaskError, TaskEvent
-from expediter.orchestrator import All, Any_, Parallel, Quorum, Step, Workflow, WorkflowState
 from expediter.orchestrator.stepping import Effects, apply_result, expire, overdue, start
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -176,7 +176,7 @@ def test_a_false_condition_skips_its_step() -> None:
 def test_the_field_analysis_workflow_maps_only_fields_with_pests() -> None:
     from pathlib import Path
 
-    from expediter.orchestrator.defining import load_workflows
+    from expediter import load_workflows
 
     wf = load_workflows(Path(__file__).resolve().parents[2] / "workflows")["field-analysis"]
     for pests, mapped in ((0, False), (4, True)):

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
+from expediter import InvalidInputError, Parallel, Step, Workflow, WorkflowState, load_workflows
 from expediter.events import Producer, ResultEvent, TaskError, TaskEvent
-from expediter.orchestrator import Parallel, Step, Workflow, WorkflowState
-from expediter.orchestrator.defining import InvalidInputError, load_workflows
 from expediter.orchestrator.stepping import Effects, apply_result, expire, start
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

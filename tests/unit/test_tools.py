@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from expediter import Tool, tool
 from expediter.errors import ConfigurationError, ExpediterError
 from expediter.settings import KafkaSettings
-from expediter.tools import Tool, ToolBox, ToolLedger, tool
+from expediter.tools import ToolBox, ToolLedger
 
 
 class GreetArgs(BaseModel):

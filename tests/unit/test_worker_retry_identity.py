@@ -14,13 +14,12 @@ from typing import Any
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
+from expediter import Agent, RetriableError, Step, TaskContext, Workflow, WorkflowState
 from expediter.events import Producer, ResultEvent, TaskEvent, decode, to_record
 from expediter.messaging import TopicNames
-from expediter.orchestrator import Step, Workflow, WorkflowState
 from expediter.orchestrator.stepping import apply_result, start
 from expediter.reasoning import RuleEngine
 from expediter.settings import WorkerSettings
-from expediter.worker import Agent, RetriableError, TaskContext
 from expediter.worker.processing import TaskRunner, ToolCallerFactory
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
+from expediter import load_agent
 from expediter.events import Producer, ResultEvent, decode
 from expediter.messaging import TopicNames
 from expediter.reasoning import RuleEngine
 from expediter.settings import WorkerSettings
-from expediter.worker.loading import load_agent
 from expediter.worker.processing import TaskRunner, ToolCallerFactory
 from tests.integration.test_worker import PROBE
 

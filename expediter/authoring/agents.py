@@ -30,13 +30,17 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from expediter.errors import ConfigurationError
 from expediter.events import AgentResources, TokenUsage
-from expediter.reasoning.protocol import OutputT, ReasoningEngine, RuleBook
+
+if TYPE_CHECKING:
+    # Types only: an agent file should not pay for loading the engines (aiohttp, llama).
+    from expediter.authoring.tools import Tool
+    from expediter.reasoning.protocol import OutputT, ReasoningEngine, RuleBook
 
 __all__ = ["Agent", "AgentInputT", "AgentOutputT", "Handler", "TaskContext", "ToolCaller"]
 
@@ -113,8 +117,8 @@ class Agent(Generic[AgentInputT, AgentOutputT]):
     rules: RuleBook | None = None
     """Answers of the deterministic ``rules`` engine; needed only if the handler calls
     ``ctx.reason``."""
-    tools: Sequence[Any] = ()
-    """The allowlist: :class:`expediter.tools.Tool` objects this agent may call, no others."""
+    tools: Sequence[Tool[Any, Any]] = ()
+    """The allowlist: the :class:`~expediter.authoring.Tool` objects it may call, no others."""
 
     def __post_init__(self) -> None:
         for label, value in (("name", self.name), ("capability", self.capability)):

@@ -23,16 +23,14 @@ The input model (pydantic) is checked by ``expediter submit`` (bad input is refu
 named) and again by the orchestrator (bad input fails that workflow): the steps' input builders
 can then rely on the fields it declares.
 Each step has a deadline and a retry policy (attempts, for retriable failures and deadlines).
-Called by the orchestrator's stepping logic and by the workflow loader.
+Called by workflow files (through ``expediter``), the orchestrator's stepping logic and the
+loader (:mod:`expediter.authoring.loading`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -40,7 +38,7 @@ from pydantic import BaseModel, ValidationError
 from expediter.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from expediter.orchestrator.state import WorkflowState
+    from expediter.authoring.state import WorkflowState
 
 __all__ = [
     "All",
@@ -51,7 +49,6 @@ __all__ = [
     "Quorum",
     "Step",
     "Workflow",
-    "load_workflows",
 ]
 
 InputBuilder = Callable[["WorkflowState"], Mapping[str, Any]]
@@ -175,30 +172,3 @@ class Workflow:
 
 def _members(stage: Stage) -> Sequence[Step]:
     return stage.steps if isinstance(stage, Parallel) else [stage]
-
-
-def load_workflows(folder: Path) -> dict[str, Workflow]:
-    """Every ``workflow = Workflow(...)`` in ``folder/*.py``, by name."""
-    if not folder.is_dir():
-        raise ConfigurationError(f"{folder}: no such folder of workflows (--workflows)")
-    found: dict[str, Workflow] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.stem.startswith("_"):
-            continue
-        name = f"expediter_workflows.{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ConfigurationError(f"{path}: cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            raise ConfigurationError(f"{path}: importing it failed ({exc!r})") from exc
-        workflow = getattr(module, "workflow", None)
-        if not isinstance(workflow, Workflow):
-            raise ConfigurationError(f"{path}: defines no `workflow = Workflow(...)`")
-        found[workflow.name] = workflow
-    return found
