@@ -10,9 +10,13 @@ Drive it step by step::
     result = simulation.step(t, latest=[120, 80], committed=[None, 40])
     result.replicas, result.reading.metric, result.reading.active
 
+A poll whose scaler fails is ``simulation.fail(t, "broker unreachable")``: KEDA's failure count
+and ``spec.fallback`` decide what the HPA reads.
+
 Modules: :mod:`~expediter.scaling.triggering` (trigger metadata), :mod:`~.lagging` (lag, metric,
 activity), :mod:`~.behaving` (HPA behavior), :mod:`~.autoscaling` (the HPA),
-:mod:`~.simulating` (KEDA's part and the step), :mod:`~.scenarios` (``keda simulate`` files).
+:mod:`~.fallback` (failures and fallback), :mod:`~.simulating` (KEDA's part and the step),
+:mod:`~.scenarios` (``keda simulate`` files), :mod:`~.scaledobjects` (ScaledObject manifests).
 """
 
 from __future__ import annotations
@@ -34,9 +38,17 @@ from expediter.scaling.behaving import (
     ScalingRules,
     parse_behavior,
 )
+from expediter.scaling.fallback import (
+    FailureTracker,
+    Fallback,
+    FallbackBehavior,
+    FallbackRead,
+    parse_fallback,
+)
 from expediter.scaling.lagging import LagMeter, LagReading, PartitionLag, find_factors
+from expediter.scaling.scaledobjects import ScaledObjectManifest, read_scaled_object
 from expediter.scaling.scenarios import Scenario, Step, parse_scenario
-from expediter.scaling.simulating import ScaledObjectSpec, Simulation, StepResult
+from expediter.scaling.simulating import FailedStep, ScaledObjectSpec, Simulation, StepResult
 from expediter.scaling.triggering import KNOWN_METADATA_KEYS, KafkaTrigger, parse_trigger
 
 __all__ = [
@@ -47,12 +59,18 @@ __all__ = [
     "HPA_SYNC_PERIOD_SECONDS",
     "KNOWN_METADATA_KEYS",
     "Behavior",
+    "FailedStep",
+    "FailureTracker",
+    "Fallback",
+    "FallbackBehavior",
+    "FallbackRead",
     "HorizontalAutoscaler",
     "HpaDecision",
     "KafkaTrigger",
     "LagMeter",
     "LagReading",
     "PartitionLag",
+    "ScaledObjectManifest",
     "ScaledObjectSpec",
     "ScalingPolicy",
     "ScalingRules",
@@ -63,7 +81,9 @@ __all__ = [
     "StepResult",
     "find_factors",
     "parse_behavior",
+    "parse_fallback",
     "parse_scenario",
     "parse_trigger",
     "per_pod_replicas",
+    "read_scaled_object",
 ]

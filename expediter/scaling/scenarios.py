@@ -11,12 +11,17 @@ The document::
 
     {"trigger": {...Kafka trigger metadata; strings or numbers; omitted = KEDA default...},
      "scaledObject": {"minReplicaCount": 0, "maxReplicaCount": 100, "pollingInterval": 30,
-                      "cooldownPeriod": 300, "initialCooldownPeriod": 0, "behavior": null},
+                      "cooldownPeriod": 300, "initialCooldownPeriod": 0, "behavior": null,
+                      "fallback": null},
      "replicas": 0,
-     "steps": [{"t": 0, "latest": [120, 80], "committed": [null, 40]}, ...]}
+     "steps": [{"t": 0, "latest": [120, 80], "committed": [null, 40]},
+               {"t": 30, "error": "broker unreachable", "reachable": false}, ...]}
 
 ``t`` is in seconds; ``latest`` and ``committed`` hold one offset per partition, and a committed
-offset of null means the group has none there. ``description`` may hold free text.
+offset of null means the group has none there. A step with ``error`` instead is a poll whose
+scaler fails; ``reachable`` (default false) says whether KEDA could build a new scaler, i.e.
+reach the broker (:meth:`Simulation.fail`). ``fallback`` is a ScaledObject's
+``{"failureThreshold", "replicas", "behavior"}``. ``description`` may hold free text.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from typing import TypeGuard
 from expediter.errors import ConfigurationError
 from expediter.scaling.autoscaling import Seconds
 from expediter.scaling.behaving import parse_behavior
-from expediter.scaling.simulating import ScaledObjectSpec, Simulation, StepResult
+from expediter.scaling.fallback import parse_fallback
+from expediter.scaling.simulating import FailedStep, ScaledObjectSpec, Simulation, StepResult
 from expediter.scaling.triggering import KafkaTrigger, parse_trigger
 
 __all__ = ["Scenario", "Step", "parse_scenario"]
@@ -43,15 +49,19 @@ _SPEC_KEYS = {
     "initialCooldownPeriod": "initial_cooldown_period",
 }
 _STEP_KEYS = ("t", "latest", "committed")
+_FAILED_STEP_KEYS = ("t", "error", "reachable")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One KEDA poll: the time and each partition's latest and committed offset."""
+    """One KEDA poll: the time and each partition's latest and committed offset, or the error
+    its scaler failed with (then ``latest`` and ``committed`` are empty)."""
 
     t: Seconds
     latest: tuple[int, ...]
     committed: tuple[int | None, ...]
+    error: str | None = None
+    reachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,14 @@ class Scenario:
     replicas: int
     steps: tuple[Step, ...]
 
-    def run(self) -> Iterator[StepResult]:
+    def run(self) -> Iterator[StepResult | FailedStep]:
         """Each step's result, in order, from a fresh :class:`Simulation`."""
         simulation = Simulation(self.trigger, self.scaled_object, self.replicas)
         for step in self.steps:
-            yield simulation.step(step.t, step.latest, step.committed)
+            if step.error is not None:
+                yield simulation.fail(step.t, step.error, reachable=step.reachable)
+            else:
+                yield simulation.step(step.t, step.latest, step.committed)
 
 
 def parse_scenario(document: object) -> Scenario:
@@ -106,7 +119,7 @@ def _section(document: Mapping[str, object], key: str, problems: list[str]) -> d
 
 
 def _scaled_object(spec: Mapping[str, object], problems: list[str]) -> ScaledObjectSpec:
-    _unknown(spec, (*_SPEC_KEYS, "behavior"), "scaledObject.", problems)
+    _unknown(spec, (*_SPEC_KEYS, "behavior", "fallback"), "scaledObject.", problems)
     numbers: dict[str, int] = {}
     for key, name in _SPEC_KEYS.items():
         value = spec.get(key)
@@ -121,6 +134,11 @@ def _scaled_object(spec: Mapping[str, object], problems: list[str]) -> ScaledObj
         behavior = parse_behavior(spec.get("behavior"), where="scaledObject.behavior")
     except ConfigurationError as exc:
         problems.extend(str(exc).splitlines())
+    fallback = None
+    try:
+        fallback = parse_fallback(spec.get("fallback"), where="scaledObject.fallback")
+    except ConfigurationError as exc:
+        problems.extend(str(exc).splitlines())
     try:
         return ScaledObjectSpec(
             min_replica_count=numbers.get("min_replica_count", 0),
@@ -129,6 +147,7 @@ def _scaled_object(spec: Mapping[str, object], problems: list[str]) -> ScaledObj
             cooldown_period=numbers.get("cooldown_period", 300),
             initial_cooldown_period=numbers.get("initial_cooldown_period", 0),
             behavior=behavior,
+            fallback=fallback,
         )
     except ConfigurationError as exc:
         problems.extend(str(exc).splitlines())
@@ -148,7 +167,8 @@ def _steps(document: object, trigger: KafkaTrigger, problems: list[str]) -> tupl
         if not isinstance(raw, Mapping):
             problems.append(f'{at} must be an object {{"t", "latest", "committed"}}')
             continue
-        _unknown(raw, _STEP_KEYS, f"{at}.", problems)
+        keys = _FAILED_STEP_KEYS if "error" in raw else _STEP_KEYS
+        _unknown(raw, keys, f"{at}.", problems)
         t = raw.get("t")
         if isinstance(t, bool) or not isinstance(t, int | float):
             problems.append(f"{at}.t must be a number of seconds, got {t!r}")
@@ -156,6 +176,11 @@ def _steps(document: object, trigger: KafkaTrigger, problems: list[str]) -> tupl
         if previous is not None and t <= previous:
             problems.append(f"{at}.t ({t}) must be later than the step before ({previous})")
         previous = t
+        if "error" in raw:
+            failed = _failed_step(raw, t, at, problems)
+            if failed is not None:
+                steps.append(failed)
+            continue
         latest = _offsets(raw.get("latest"), f"{at}.latest", nullable=False, problems=problems)
         committed = _offsets(raw.get("committed"), f"{at}.committed", nullable=True,
                              problems=problems)  # fmt: skip
@@ -175,6 +200,22 @@ def _steps(document: object, trigger: KafkaTrigger, problems: list[str]) -> tupl
             continue
         steps.append(Step(t, tuple(x for x in latest if x is not None), committed))
     return tuple(steps)
+
+
+def _failed_step(
+    raw: Mapping[str, object], t: Seconds, at: str, problems: list[str]
+) -> Step | None:
+    error, reachable = raw.get("error"), raw.get("reachable", False)
+    if not isinstance(error, str) or not error:
+        problems.append(f"{at}.error must be a non-empty string saying what failed")
+        return None
+    if not isinstance(reachable, bool):
+        problems.append(
+            f"{at}.reachable must be true or false (whether KEDA can still reach the broker to "
+            f"build a new scaler), got {reachable!r}"
+        )
+        return None
+    return Step(t, (), (), error, reachable)
 
 
 def _offsets(

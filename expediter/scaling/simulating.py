@@ -15,10 +15,18 @@ A step at time ``t`` is one KEDA poll followed by one HPA sync:
 Who calls it: :mod:`expediter.scaling.scenarios` (``expediter keda simulate``) feeds a timeline;
 a local supervisor can feed live offsets the same way and apply ``replicas`` after each step.
 
+A poll whose scaler fails is :meth:`Simulation.fail` (a :class:`FailedStep`): KEDA counts the
+failure (at its poll and again at the HPA's query), and ``spec.fallback`` answers once the count
+is above failureThreshold (:mod:`expediter.scaling.fallback`). Until then the metric is an error:
+the HPA keeps its count, and KEDA keeps the count too (it scales an idle target to zero only with
+no fallback replicas set: ``fallback.replicas: 0``). When KEDA cannot even build its scaler (the
+broker is unreachable after the first failure), it skips the poll altogether.
+
 Source: kedacore/keda pkg/scaling/executor/scale_scaledobjects.go ``RequestScale``,
 ``scaleToZeroOrIdle`` and ``scaleFromZeroOrIdle``; controllers/keda/hpa.go ``getHPAMinReplicas``
-gives the HPA minReplicas max(minReplicaCount, 1), and ``getHPAMaxReplicas`` maxReplicaCount.
-Fallback, idleReplicaCount and pause annotations are not modelled.
+gives the HPA minReplicas max(minReplicaCount, 1), and ``getHPAMaxReplicas`` maxReplicaCount;
+pkg/scaling/scale_handler.go ``checkScalers`` (no scale decision when the scalers cannot be
+built). idleReplicaCount, pause annotations and scalingModifiers are not modelled.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ from dataclasses import dataclass, field
 from expediter.errors import ConfigurationError
 from expediter.scaling.autoscaling import HorizontalAutoscaler, HpaDecision, Seconds
 from expediter.scaling.behaving import Behavior
+from expediter.scaling.fallback import FailureTracker, Fallback
 from expediter.scaling.lagging import LagMeter, LagReading
 from expediter.scaling.triggering import KafkaTrigger
 
-__all__ = ["ScaledObjectSpec", "Simulation", "StepResult"]
+__all__ = ["FailedStep", "ScaledObjectSpec", "Simulation", "StepResult"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class ScaledObjectSpec:
     initial_cooldown_period: int = 0
     behavior: Behavior | None = None
     """advanced.horizontalPodAutoscalerConfig.behavior; None is KEDA's default."""
+    fallback: Fallback | None = None
+    """spec.fallback; None: a failing scaler's metric stays an error."""
     where: str = field(default="scaledObject", repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +135,58 @@ class StepResult:
         return " | ".join(parts)
 
 
+@dataclass(frozen=True)
+class FailedStep:
+    """A poll whose scaler failed (:meth:`Simulation.fail`); :meth:`as_line` is its output line."""
+
+    t: Seconds
+    error: str
+    failures: int
+    """KEDA's count of consecutive failures after this step (status.health)."""
+    fallback: bool
+    """The fallback answered: ``metric`` is fallback replicas x lagThreshold."""
+    metric: int | None
+    """What the HPA reads; None when its query gets the error."""
+    previous_replicas: int
+    replicas: int
+    keda_changed: bool
+    keda: str | None
+    hpa: HpaDecision | None
+    hpa_note: str
+    """Why the HPA did what it did when it did not sync (``hpa`` None)."""
+
+    @property
+    def active(self) -> bool:
+        """A fallback counts as an active trigger; an error does not."""
+        return self.fallback
+
+    def as_line(self) -> dict[str, object]:
+        """``{"t", "lag": null, "metric", "active", "replicas", "error", "failures",
+        "fallback"}``."""
+        return {"t": self.t, "lag": None, "metric": self.metric, "active": self.active,
+                "replicas": self.replicas, "error": self.error, "failures": self.failures,
+                "fallback": self.fallback}  # fmt: skip
+
+    def explain(self) -> str:
+        """One line for people, like :meth:`StepResult.explain`."""
+        served = "error" if self.metric is None else f"metric {self.metric}"
+        if self.fallback:
+            served = f"fallback metric {self.metric}"
+        parts = [f"t={self.t}: scaler failed ({self.error}), {self.failures} failure(s), {served}"]
+        if self.keda_changed:
+            parts.append(f"KEDA {self.previous_replicas} -> {self.replicas}: {self.keda}")
+        elif self.keda is not None:
+            parts.append(f"KEDA: {self.keda}")
+        if self.hpa is not None:
+            proposal = "" if self.hpa.proposal is None else f"proposes {self.hpa.proposal}, "
+            parts.append(
+                f"HPA {self.hpa.current} -> {self.hpa.desired}: {proposal}{self.hpa.reason}"
+            )
+        else:
+            parts.append(self.hpa_note)
+        return " | ".join(parts)
+
+
 class Simulation:
     """KEDA plus its HPA for one ScaledObject with one Kafka trigger, driven step by step."""
 
@@ -145,6 +208,7 @@ class Simulation:
         self._created: Seconds | None = None
         self._last_step: Seconds | None = None
         self._last_active: Seconds | None = None
+        self._health = FailureTracker(scaled_object.fallback)
 
     @property
     def replicas(self) -> int:
@@ -159,16 +223,9 @@ class Simulation:
         self, t: Seconds, latest: Sequence[int], committed: Sequence[int | None]
     ) -> StepResult:
         """One KEDA poll and one HPA sync at time ``t`` (seconds, increasing)."""
-        if self._last_step is not None and t <= self._last_step:
-            raise ConfigurationError(
-                f"step at t={t} does not come after t={self._last_step}; give steps in "
-                "increasing time"
-            )
-        if self._created is None:
-            # The first step stands for the ScaledObject's creationTimestamp.
-            self._created = t
-        self._last_step = t
+        self._advance(t)
         reading = self._meter.read(latest, committed)
+        self._health.succeeded()
         if reading.active:
             self._last_active = t
         previous = self._replicas
@@ -181,6 +238,77 @@ class Simulation:
                 hpa = self._hpa.sync(t, self._replicas, reading.metric)
                 self._replicas = hpa.desired
         return StepResult(t, reading, previous, self._replicas, changed, keda, hpa)
+
+    def fail(self, t: Seconds, error: str, *, reachable: bool = False) -> FailedStep:
+        """A KEDA poll at ``t`` whose scaler fails with ``error``, then the HPA's sync.
+
+        ``reachable``: whether KEDA could build a new scaler should it need one. Building the
+        Kafka scaler connects to the broker, so an unreachable broker is ``False`` (the usual
+        outage); an error after connecting (a partition that is not there) is ``True``.
+        """
+        self._advance(t)
+        previous = self._replicas
+        threshold = self.trigger.lag_threshold
+        poll = self._health.failed(reachable=reachable, current=self._replicas)
+        if not poll.scaler_read:
+            # scale_handler.go checkScalers: getScaledObjectState fails before RequestScale, and
+            # the HPA's query fails to build the scaler the same way.
+            self._hpa.observe(t, self._replicas)
+            return FailedStep(
+                t, error, poll.failures, False, None, previous, self._replicas, False,
+                "cannot build the scaler (broker unreachable): no scale decision",
+                None, self._hpa_note(None),
+            )  # fmt: skip
+        metric = None if poll.replicas is None else poll.replicas * threshold
+        if metric is not None:
+            # The fallback answers without an error and counts as active (getScalerState).
+            self._last_active = t
+            changed, keda = self._keda(t, True)
+        elif self.scaled_object.fallback is not None and self.scaled_object.fallback.replicas:
+            # RequestScale: not active, an error, fallback replicas set: nothing, not even a
+            # scale to zero, so that the HPA can apply the fallback after failureThreshold.
+            changed, keda = False, "waiting for the fallback after failureThreshold"
+        elif self.scaled_object.fallback is None:
+            changed, keda = False, "triggers not working (Ready False): KEDA keeps the count"
+        else:
+            changed, keda = self._keda(t, False)
+        hpa: HpaDecision | None = None
+        note = "HPA does not act (KEDA changed the count)"
+        if not changed:
+            if self._replicas == 0:
+                self._hpa.observe(t, 0)
+                note = "HPA disabled at 0 replicas"
+            else:
+                # The HPA's own query is one more read of the failing metric.
+                query = self._health.failed(reachable=reachable, current=self._replicas)
+                if query.replicas is None:
+                    self._hpa.observe(t, self._replicas)
+                    note = self._hpa_note(query.failures)
+                    metric = None
+                else:
+                    metric = query.replicas * threshold
+                    hpa = self._hpa.sync(t, self._replicas, metric)
+                    self._replicas = hpa.desired
+        failures = self._health.failures
+        return FailedStep(t, error, failures, metric is not None, metric, previous, self._replicas,
+                          changed, keda, hpa, note)  # fmt: skip
+
+    def _hpa_note(self, failures: int | None) -> str:
+        if self._replicas == 0:
+            return "HPA disabled at 0 replicas"
+        counted = "" if failures is None else f" ({failures} failure(s))"
+        return f"HPA keeps {self._replicas}: its metric query failed{counted}"
+
+    def _advance(self, t: Seconds) -> None:
+        if self._last_step is not None and t <= self._last_step:
+            raise ConfigurationError(
+                f"step at t={t} does not come after t={self._last_step}; give steps in "
+                "increasing time"
+            )
+        if self._created is None:
+            # The first step stands for the ScaledObject's creationTimestamp.
+            self._created = t
+        self._last_step = t
 
     def _keda(self, t: Seconds, active: bool) -> tuple[bool, str | None]:
         # scale_scaledobjects.go RequestScale: (changed the count, why or what it waits for).

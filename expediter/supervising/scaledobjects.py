@@ -25,7 +25,13 @@ import yaml
 from expediter.deploying.objects import CAPABILITY_LABEL
 from expediter.errors import ConfigurationError
 from expediter.messaging import TopicNames
-from expediter.scaling import KafkaTrigger, ScaledObjectSpec, parse_behavior, parse_trigger
+from expediter.scaling import (
+    KafkaTrigger,
+    ScaledObjectSpec,
+    parse_behavior,
+    parse_fallback,
+    parse_trigger,
+)
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "ScaledAgent", "read_scaled_agents", "select_agents"]
 
@@ -197,7 +203,10 @@ def _spec(name: str, spec: Mapping[str, Any]) -> ScaledObjectSpec:
     advanced = _mapping(spec.get("advanced"), "spec.advanced")
     hpa = _mapping(advanced.get("horizontalPodAutoscalerConfig"), "horizontalPodAutoscalerConfig")
     behavior = parse_behavior(hpa.get("behavior"), where=f"ScaledObject/{name}.behavior")
-    return ScaledObjectSpec(**values, behavior=behavior, where=f"ScaledObject/{name}.spec")
+    fallback = parse_fallback(spec.get("fallback"), where=f"ScaledObject/{name}.spec.fallback")
+    return ScaledObjectSpec(
+        **values, behavior=behavior, fallback=fallback, where=f"ScaledObject/{name}.spec"
+    )
 
 
 def _deployment(root: Path, target: str) -> tuple[str, int, dict[str, str]]:
