@@ -9,7 +9,7 @@ below the CLI reads the environment itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -234,3 +234,15 @@ class OrchestratorSettings(BaseSettings):
     code 70. Faust's exactly-once consumer can hang while it stops; an unfinished transaction is
     aborted by the broker, so the table and the topics stay consistent. The orchestrator's
     Deployment gives it 60 s (terminationGracePeriodSeconds): keep this below."""
+    retry_tiers: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(
+        default_factory=lambda: [10, 60]
+    )
+    """Seconds of each delay tier, shortest first: the topics ``retry.<capability>.<N>s`` of
+    the catalog. A task whose in-place tries are used up moves to the next tier instead of
+    holding its partition, and runs again from there once the delay passed; after the last
+    tier it is exhausted. ``[]`` (``EXPEDITER_RETRY_TIERS='[]'``) turns tiers off; a worker
+    whose tier topics do not exist runs without them and says so at start
+    (:mod:`expediter.worker.delaying`)."""
+    registry_lease_seconds: float = Field(default=30.0, ge=1, le=86_400)
+    """How long this worker's registry card holds without a heartbeat; it is published again
+    every third of this. A worker killed with -9 drops out of ``expediter agents`` after it."""

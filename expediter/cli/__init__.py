@@ -13,6 +13,7 @@ import sys
 import typer
 
 from expediter.cli import (
+    agents,
     demo,
     devcluster,
     devkafka,
@@ -57,6 +58,7 @@ app.command(name="submit")(orchestrating.submit)
 app.command(name="status")(orchestrating.status)
 app.command(name="up")(supervising.up)
 app.command(name="watch")(watching.watch)
+app.command(name="agents")(agents.agents)
 
 
 def main() -> None:

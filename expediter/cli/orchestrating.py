@@ -19,6 +19,7 @@ from rich.table import Table
 
 from expediter.authoring import load_workflows
 from expediter.cli.output import console, emit_json, fail
+from expediter.cli.agents import print_warning, unserved_warning
 from expediter.cli.stopping import arm_watchdog
 from expediter.errors import ConfigurationError, ExpediterError
 from expediter.messaging import TopicNames
@@ -115,6 +116,8 @@ def submit(
     except _Interrupted as stop:
         _report_interrupted(stop, count, json_)
     failed = [s for s in done if (s.outcome or {}).get("status") not in ("completed", "succeeded")]
+    needed = [s.capability for s in found[target].steps()] if target in found else [target]
+    print_warning(unserved_warning(needed, settings.topic_prefix))
     if json_:
         emit_json([_summary(s) for s in done] if count > 1 else _summary(done[0]))
         if wait and failed:
@@ -220,12 +223,16 @@ def status(
         fail(f"no workflow {workflow_id!r} found (check the id, and EXPEDITER_TOPIC_PREFIX)")
     if json_:
         emit_json({
-            "workflow_id": workflow_id, "found": True,
+            "workflow_id": workflow_id, "found": True, "warnings": [warning] if warning else [],
             "state": state.model_dump(mode="json") if state else None,
             "history": [e.model_dump(mode="json") for e in events],
         })  # fmt: skip
         return
     if state is not None:
+    waiting = [] if state is None or state.status != "running" else [
+        step.capability for step in state.steps.values() if step.status in ("pending", "running")
+    ]  # fmt: skip
+    warning = unserved_warning(waiting, settings.topic_prefix)
         console.print(
             f"[bold]{state.workflow_id}[/] {state.workflow}: {state.status}", highlight=False
         )
@@ -239,6 +246,7 @@ def status(
     history = Table("time", "event", "step", "detail")
     for event in events:
         detail = {k: v for k, v in event.detail.items() if k != "report"}
+        print_warning(warning)
         history.add_row(event.created_at.strftime("%H:%M:%S.%f")[:-3], event.status,
                         event.step_id or "", json.dumps(detail)[:80])  # fmt: skip
     console.print(history)

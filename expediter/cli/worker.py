@@ -32,7 +32,12 @@ __all__ = ["worker"]
 def worker(
     path: Annotated[Path, typer.Argument(help="The agent file, e.g. agents/soil_analyzer.py.")],
     instance: Annotated[
-        str | None, typer.Option(help="Replica name (default $EXPEDITER_INSTANCE, $HOSTNAME).")
+        str | None,
+        typer.Option(
+            help="Replica name; it makes the transactional id, so a restart with the same name "
+            "fences the old one (default $EXPEDITER_INSTANCE; on Kubernetes the pod name; else "
+            "<host>-<pid>, unique per process)."
+        ),
     ] = None,
     json_logs: Annotated[
         bool | None, typer.Option("--json-logs/--plain-logs", help="Log JSON lines.")

@@ -13,6 +13,7 @@ from expediter.messaging.catalogs import (
     TopicSpec,
 )
 from expediter.messaging.connecting import client_options, connected
+from expediter.messaging.discovering import Directory, is_live, read_registry
 from expediter.messaging.naming import TopicNames
 from expediter.messaging.probing import ApiVersionsReply, api_versions, wait_for_broker
 from expediter.messaging.provisioning import (
@@ -33,6 +34,7 @@ __all__ = [
     "Catalog",
     "Change",
     "CleanupPolicy",
+    "Directory",
     "PartitionDescription",
     "Plan",
     "TopicDescription",
@@ -46,8 +48,10 @@ __all__ = [
     "connected",
     "describe_topics",
     "diff_catalog",
+    "is_live",
     "load_catalog",
     "parse_catalog",
     "plan_topics",
+    "read_registry",
     "wait_for_broker",
 ]

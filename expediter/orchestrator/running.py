@@ -58,6 +58,7 @@ from expediter.events import (
 from expediter.messaging import TopicNames, client_options
 from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.deadlettering import Unhandled, dead_letter
+from expediter.orchestrator.discovering import REFRESH_SECONDS, Discovery
 from expediter.orchestrator.stepping import PRODUCER, Effects, apply_result, expire, overdue, start
 from expediter.settings import KafkaSettings, OrchestratorSettings
 
@@ -123,6 +124,11 @@ def build_app(
                         key_serializer="raw", value_serializer="raw")  # fmt: skip
     # Values are JSON: the changelog stays readable by `expediter status` and any Kafka tool.
     table = cast(WorkflowTable, app.Table("workflows", default=None, key_type=str))
+    discovery = Discovery(kafka, names, log)  # warns of capabilities no live agent serves
+
+    @app.timer(REFRESH_SECONDS)  # type: ignore[untyped-decorator]
+    async def refresh_registry() -> None:
+        await discovery.refresh()
 
     async def send(
         event: Any, topic: str, record: OutgoingRecord, partition: int | None = None
@@ -172,6 +178,8 @@ def build_app(
                     f"no workflow {command.workflow!r} here (known: {', '.join(sorted(workflows))})"
                     "; add its file to the orchestrator's workflows folder, then redrive",
                 )
+            discovery.check(workflow.name, command.workflow_id,
+                            [step.capability for step in workflow.steps()])  # fmt: skip
             return start(workflow, command.workflow_id, command.input, now)
         if state is None or workflow is None or command.step_id is None:
             return None

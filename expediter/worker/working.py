@@ -33,8 +33,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -45,7 +43,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from expediter.authoring.agents import Agent, ToolCaller
 from expediter.errors import ConfigurationError
-from expediter.events import AgentCard, Producer, TaskEvent, to_record
+from expediter.events import Producer, TaskEvent
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import KafkaSettings, WorkerSettings
@@ -55,7 +53,8 @@ from expediter.worker.limiting import Slots
 from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
 from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory
 from expediter.worker.publishing import BATCH_BYTES, KeyPartitions
-from expediter.worker.transacting import TransactionFailed, Transactions
+from expediter.worker.registering import Registration, default_instance
+from expediter.worker.transacting import Transactions
 
 __all__ = ["Worker"]
 
@@ -92,7 +91,7 @@ class Worker:
         self.settings = settings
         self.log = log or logging.getLogger(f"expediter.worker.{agent.capability}")
         self.names = TopicNames(settings.topic_prefix)
-        self.instance = settings.instance or os.environ.get("HOSTNAME") or socket.gethostname()
+        self.instance = settings.instance or default_instance()
         self.group = self.names.group(agent.capability)
         self.tasks_topic = self.names.tasks(agent.capability)
         self.ledger_topic = settings.ledger_topic or self.names.ledger
@@ -101,6 +100,8 @@ class Worker:
         self.metrics = WorkerMetrics(agent.capability, self.health)
         self.server = ObservabilityServer(self.metrics, settings)
         self.phases: dict[str, float] = {}
+        self.registration: Registration | None = None
+        """This worker's registry card, once published."""
         """Seconds each start-up phase took, in order (printed at start)."""
         self.assignments = 0
         """How many times partitions were assigned: 1 for a worker that never rebalanced."""
@@ -174,8 +175,17 @@ class Worker:
                 self.agent, self.engine, self.settings, self.names, self.producer_info, tools,
                 self.log,
             )  # fmt: skip
-            await self._phase("registry", self._register(transactions))
-            stack.push_async_callback(self._unregister, transactions)
+            registration = Registration(
+                self.agent, self.engine, instance=self.instance, topic=self.names.registry,
+                producer=self.producer_info, lease_seconds=self.settings.registry_lease_seconds,
+                lock=self._committer.lock, log=self.log,
+            )  # fmt: skip
+            self.registration = registration
+            await self._phase("registry", registration.publish(transactions))
+            stack.push_async_callback(self._unregister, registration, transactions)
+            heartbeat = asyncio.create_task(registration.heartbeat(transactions, self._stop))
+            heartbeat.add_done_callback(self._part_done("registry heartbeat"))
+            stack.push_async_callback(_cancelled, heartbeat)
             consumer = self._consumer(options)
             await self._phase("join", stack.enter_async_context(connected(consumer, self.kafka)))
             self.health.mark_warm()
@@ -231,42 +241,10 @@ class Worker:
                 "apply` (topics/topics.yaml lists them)"
             )
 
-    def _card(self) -> AgentCard:
-        return AgentCard(
-            producer=self.producer_info,
-            name=self.agent.name,
-            capability=self.agent.capability,
-            version=self.agent.version,
-            instance=self.instance,
-            input_schema=self.agent.input_model.model_json_schema(),
-            output_schema=self.agent.output_model.model_json_schema(),
-            resources=self.agent.resources,
-        )
-
-    async def _register(self, transactions: Transactions) -> None:
-        record = to_record(self._card())
-
-        async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
-            return [await producer.send(
-                self.names.registry, record.value, key=record.key, headers=record.headers
-            )]  # fmt: skip
-
-        async with self._committer.lock:
-            await transactions.run(send)
-
-    async def _unregister(self, transactions: Transactions) -> None:
+    async def _unregister(self, registration: Registration, transactions: Transactions) -> None:
         if self._crash is not None or transactions.broken:
-            return  # a crashed worker leaves its card (so does one cut off); a clean stop not
-        key = f"{self.agent.capability}/{self.instance}".encode()
-
-        async def send(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
-            return [await producer.send(self.names.registry, None, key=key)]
-
-        async with self._committer.lock:
-            try:
-                await transactions.run(send)
-            except TransactionFailed as exc:
-                self.log.warning("could not remove this worker's registry card: %s", exc)
+            return  # a crashed worker leaves its card (so does one cut off): its lease expires
+        await registration.remove(transactions)
 
     def _consumer(self, options: dict[str, Any]) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
@@ -547,6 +525,11 @@ class Worker:
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: Worker) -> None:
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -1,0 +1,103 @@
+"""The registry as a discovery service, on a real broker: leases, heartbeats, stale cards after
+kill -9, ``expediter agents``, and the warning ``submit`` gives for a capability nobody serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from expediter.dev import Broker
+from expediter.messaging import TopicNames, read_registry
+from tests.support import cli, create_topics, spawn, terminate
+
+PROBE = Path(__file__).resolve().parents[1] / "agents" / "probe.py"
+
+
+def _env(kafka: Broker, names: TopicNames, **extra: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EXPEDITER_")},
+        "EXPEDITER_BOOTSTRAP": kafka.bootstrap,
+        "EXPEDITER_TOPIC_PREFIX": names.prefix,
+        "EXPEDITER_HTTP_PORT": "0",
+        **extra,
+    }
+
+
+async def _until(check: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.slow
+async def test_a_live_worker_renews_its_lease_and_a_killed_one_goes_stale(
+    kafka: Broker, tmp_path: Path
+) -> None:
+    names = TopicNames(f"g{uuid.uuid4().hex[:8]}.")
+    await create_topics(kafka.settings, names, "probe")
+    env = _env(kafka, names, EXPEDITER_REGISTRY_LEASE_SECONDS="3")
+    killed = spawn(["worker", str(PROBE), "--instance", "killed"], env, tmp_path / "killed.log")
+    kept = spawn(["worker", str(PROBE)], env, tmp_path / "kept.log")  # the default instance
+    try:
+
+        async def both_live() -> bool:
+            directory = await read_registry(kafka.settings, names)
+            return len(directory.live()) == 2
+
+        await _until(both_live)
+        first = await read_registry(kafka.settings, names)
+        default = next(c.instance for c in first.live() if c.instance != "killed")
+        assert default.endswith(f"-{kept.pid}"), "the default instance is unique per process"
+        assert {c.engine for c in first.live()} == {"rules"}
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(10)
+        # Three leases later: the killed card is stale, the live one was renewed meanwhile.
+        await asyncio.sleep(9)
+        later = await read_registry(kafka.settings, names)
+        assert [c.instance for c in later.live()] == [default]
+        assert [c.instance for c in later.stale()] == ["killed"]
+        renewed = later.live()[0]
+        assert renewed.expires_at is not None
+        assert renewed.created_at > first.live()[0].created_at
+
+        listed = cli(["agents", "--json"], env)
+        assert listed.returncode == 0, listed.stderr
+        (probe,) = json.loads(listed.stdout)["capabilities"]
+        assert (probe["capability"], probe["live"], probe["stale"]) == ("probe", 1, 1)
+        assert probe["instances"][0]["instance"] == default
+        assert probe["instances"][0]["version"] == "1.0.0"
+        assert probe["instances"][0]["resources"]["concurrency"] == 4
+        assert probe["stale_instances"] == ["killed"]
+        plain = cli(["agents", "--stale"], env)
+        assert plain.returncode == 0
+        assert "killed" in plain.stdout
+        assert default in plain.stdout
+
+        assert terminate(kept) == 0
+        gone = await read_registry(kafka.settings, names)
+        assert [c.instance for c in gone.cards] == ["killed"], "a clean stop removes its card"
+    finally:
+        for proc in (killed, kept):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+async def test_submit_warns_when_no_live_agent_serves_the_capability(kafka: Broker) -> None:
+    names = TopicNames(f"s{uuid.uuid4().hex[:8]}.")
+    await create_topics(kafka.settings, names, "probe")
+    env = _env(kafka, names)
+    submitted = cli(["submit", "probe", "--input", '{"n": 1}', "--json"], env)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "no live agent serves probe" in submitted.stderr
+    assert json.loads(submitted.stdout)["target"] == "probe", "stdout stays one JSON document"
