@@ -163,6 +163,18 @@ class WorkerSettings(BaseSettings):
     counts as exhausted (``ResultEvent.tries``; the orchestrator owns ``attempt``)."""
     retry_backoff_seconds: float = Field(default=0.5, ge=0)
     """The first retry waits this long; each further one doubles it (capped at 30 s)."""
+    retry_tiers: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(
+        default_factory=lambda: [10, 60]
+    )
+    """Seconds of each delay tier, shortest first: the topics ``retry.<capability>.<N>s`` of
+    the catalog. A task whose in-place tries are used up moves to the next tier instead of
+    holding its partition, and runs again from there once the delay passed; after the last
+    tier it is exhausted. ``[]`` (``EXPEDITER_RETRY_TIERS='[]'``) turns tiers off; a worker
+    whose tier topics do not exist runs without them and says so at start
+    (:mod:`expediter.worker.delaying`)."""
+    registry_lease_seconds: float = Field(default=30.0, ge=1, le=86_400)
+    """How long this worker's registry card holds without a heartbeat; it is published again
+    every third of this. A worker killed with -9 drops out of ``expediter agents`` after it."""
     max_batch_records: int = Field(default=500, ge=1)
     """Records taken per poll. Large batches amortise the transaction (tens of ms each); results
     still commit as each task finishes, so slow tasks do not wait for their batch."""
@@ -234,15 +246,3 @@ class OrchestratorSettings(BaseSettings):
     code 70. Faust's exactly-once consumer can hang while it stops; an unfinished transaction is
     aborted by the broker, so the table and the topics stay consistent. The orchestrator's
     Deployment gives it 60 s (terminationGracePeriodSeconds): keep this below."""
-    retry_tiers: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(
-        default_factory=lambda: [10, 60]
-    )
-    """Seconds of each delay tier, shortest first: the topics ``retry.<capability>.<N>s`` of
-    the catalog. A task whose in-place tries are used up moves to the next tier instead of
-    holding its partition, and runs again from there once the delay passed; after the last
-    tier it is exhausted. ``[]`` (``EXPEDITER_RETRY_TIERS='[]'``) turns tiers off; a worker
-    whose tier topics do not exist runs without them and says so at start
-    (:mod:`expediter.worker.delaying`)."""
-    registry_lease_seconds: float = Field(default=30.0, ge=1, le=86_400)
-    """How long this worker's registry card holds without a heartbeat; it is published again
-    every third of this. A worker killed with -9 drops out of ``expediter agents`` after it."""

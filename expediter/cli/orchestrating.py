@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from expediter.authoring import load_workflows
-from expediter.cli.output import console, emit_json, fail
 from expediter.cli.agents import print_warning, unserved_warning
+from expediter.cli.output import console, emit_json, fail
 from expediter.cli.stopping import arm_watchdog
 from expediter.errors import ConfigurationError, ExpediterError
 from expediter.messaging import TopicNames
@@ -108,6 +108,8 @@ def submit(
     found = load_workflows(folder) if folder.is_dir() else {}
     if target in found:
         found[target].check_input(given)  # InvalidInputError: a ConfigurationError, exit 2
+    needed = [s.capability for s in found[target].steps()] if target in found else [target]
+    print_warning(unserved_warning(needed, settings.topic_prefix))
     names = set(found)
     try:
         done = asyncio.run(
@@ -116,8 +118,6 @@ def submit(
     except _Interrupted as stop:
         _report_interrupted(stop, count, json_)
     failed = [s for s in done if (s.outcome or {}).get("status") not in ("completed", "succeeded")]
-    needed = [s.capability for s in found[target].steps()] if target in found else [target]
-    print_warning(unserved_warning(needed, settings.topic_prefix))
     if json_:
         emit_json([_summary(s) for s in done] if count > 1 else _summary(done[0]))
         if wait and failed:
@@ -221,6 +221,10 @@ def status(
             emit_json({"workflow_id": workflow_id, "found": False})
             raise typer.Exit(1)
         fail(f"no workflow {workflow_id!r} found (check the id, and EXPEDITER_TOPIC_PREFIX)")
+    waiting = [] if state is None or state.status != "running" else [
+        step.capability for step in state.steps.values() if step.status in ("pending", "running")
+    ]  # fmt: skip
+    warning = unserved_warning(waiting, settings.topic_prefix)
     if json_:
         emit_json({
             "workflow_id": workflow_id, "found": True, "warnings": [warning] if warning else [],
@@ -229,15 +233,12 @@ def status(
         })  # fmt: skip
         return
     if state is not None:
-    waiting = [] if state is None or state.status != "running" else [
-        step.capability for step in state.steps.values() if step.status in ("pending", "running")
-    ]  # fmt: skip
-    warning = unserved_warning(waiting, settings.topic_prefix)
         console.print(
             f"[bold]{state.workflow_id}[/] {state.workflow}: {state.status}", highlight=False
         )
         if state.reason:
             console.print(f"reason: {state.reason}", highlight=False, markup=False)
+        print_warning(warning)
         steps = Table("step", "capability", "status", "attempt", "late", "error")
         for step_id, step in state.steps.items():
             steps.add_row(step_id, step.capability, step.status, str(step.attempt), str(step.late),
@@ -246,7 +247,6 @@ def status(
     history = Table("time", "event", "step", "detail")
     for event in events:
         detail = {k: v for k, v in event.detail.items() if k != "report"}
-        print_warning(warning)
         history.add_row(event.created_at.strftime("%H:%M:%S.%f")[:-3], event.status,
                         event.step_id or "", json.dumps(detail)[:80])  # fmt: skip
     console.print(history)

@@ -159,6 +159,16 @@ class AgentCard(Event):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     resources: AgentResources = Field(default_factory=AgentResources)
+    engine: Annotated[str, Field(max_length=64)] | None = None
+    """The reasoning engine the instance runs (``rules``, ``llama``, ``openai``)."""
+    model: Annotated[str, Field(max_length=256)] | None = None
+    """The engine's model (a GGUF file name, a served model's name), when it has one."""
+    lease_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    """How long the card holds without a heartbeat: the worker publishes it again well within
+    this, and a reader takes a card whose ``expires_at`` passed for a vanished instance (one
+    killed with -9 sends no tombstone). None: a card from a worker without leases."""
+    expires_at: AwareDatetime | None = None
+    """``created_at + lease_seconds``: after this, without a newer card, the instance is stale."""
 
 
 DeadLetterReason = Literal[
@@ -214,13 +224,3 @@ class DeadLetter(Event):
     retains it; a truncated dead letter cannot be redriven as it is."""
     original_value_bytes: Annotated[int, Field(ge=0)] | None = None
     """The size of the original value in bytes, whether or not it was truncated."""
-    engine: Annotated[str, Field(max_length=64)] | None = None
-    """The reasoning engine the instance runs (``rules``, ``llama``, ``openai``)."""
-    model: Annotated[str, Field(max_length=256)] | None = None
-    """The engine's model (a GGUF file name, a served model's name), when it has one."""
-    lease_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
-    """How long the card holds without a heartbeat: the worker publishes it again well within
-    this, and a reader takes a card whose ``expires_at`` passed for a vanished instance (one
-    killed with -9 sends no tombstone). None: a card from a worker without leases."""
-    expires_at: AwareDatetime | None = None
-    """``created_at + lease_seconds``: after this, without a newer card, the instance is stale."""

@@ -99,9 +99,9 @@ class Worker:
         self.health = HealthState(settings)
         self.metrics = WorkerMetrics(agent.capability, self.health)
         self.server = ObservabilityServer(self.metrics, settings)
-        self.phases: dict[str, float] = {}
         self.registration: Registration | None = None
         """This worker's registry card, once published."""
+        self.phases: dict[str, float] = {}
         """Seconds each start-up phase took, in order (printed at start)."""
         self.assignments = 0
         """How many times partitions were assigned: 1 for a worker that never rebalanced."""
