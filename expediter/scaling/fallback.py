@@ -20,8 +20,9 @@ and ``observeMetric``; pkg/scaling/cache/scalers_cache.go ``GetMetricsAndActivit
 - A failed read that the fallback does not answer drops KEDA's scaler (its cache) and the next
   read builds a new one. Building the Kafka scaler connects to the broker: while the broker is
   unreachable the build fails before any metric is read, so nothing more is counted and KEDA
-  skips its poll. A broker outage therefore stops at one failure and engages the fallback only
-  with ``failureThreshold: 0`` (measured on KEDA 2.21 by tests/cluster/test_conformance.py).
+  skips its poll. A broker outage therefore stops at one failure (here: KEDA's poll; on a
+  cluster the HPA's query may overlap it and count a second) and engages the fallback only with
+  ``failureThreshold: 0`` (measured on KEDA 2.21 by tests/cluster/test_conformance.py).
 
 Who calls it: :class:`expediter.scaling.simulating.Simulation`; :mod:`~.scenarios` and
 :mod:`~.scaledobjects` parse it.
