@@ -2,7 +2,10 @@
 
 The binaries are built once per machine from Go module sources into the cache (see
 :mod:`expediter.dev.cluster`); the running cluster keeps its state, certificates, kubeconfig
-and logs in ``$EXPEDITER_DEV_DIR/cluster`` (default ``.expediter/cluster``).
+and logs in ``$EXPEDITER_DEV_DIR/cluster`` (default ``.expediter/cluster``). ``start`` also runs
+the local node (``--no-node`` leaves it out, ``--gpu-node`` adds a GPU node), which runs the
+pods bound to it as processes; ``status`` lists the nodes, and the pods that wait with the
+scheduler's reason.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from expediter.dev.cluster import (
     build_cluster,
     built_bin,
 )
+from expediter.dev.cluster.podlisting import cluster_pods, pod_lines
 from expediter.settings import DevSettings
 
 __all__ = ["app"]
@@ -35,8 +39,13 @@ app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
-def _local(hpa_sync_period: float = 15.0) -> LocalCluster:
-    return LocalCluster(DevSettings().dir / "cluster", hpa_sync_period=hpa_sync_period)
+def _local(
+    hpa_sync_period: float = 15.0, *, node: bool = False, gpu_node: bool = False
+) -> LocalCluster:
+    return LocalCluster(
+        DevSettings().dir / "cluster", hpa_sync_period=hpa_sync_period, node=node,
+        gpu_node=gpu_node,
+    )  # fmt: skip
 
 
 def _versions() -> dict[str, str]:
@@ -76,13 +85,30 @@ def start(
         ),
     ] = 15.0,
     timeout: Annotated[float, typer.Option(help="Seconds the start may take.")] = 180.0,
+    node: Annotated[
+        bool,
+        typer.Option(
+            "--node/--no-node",
+            help="Run the local node, which runs the pods bound to it as local processes "
+            "(expediter* images as this checkout's `expediter`).",
+        ),
+    ] = True,
+    gpu_node: Annotated[
+        bool,
+        typer.Option(
+            "--gpu-node",
+            help="Add a GPU node: nvidia.com/gpu capacity, label nvidia.com/gpu.present=true "
+            "and taint nvidia.com/gpu:NoSchedule, as the gpu overlay expects.",
+        ),
+    ] = False,
     json_: JsonFlag = False,
 ) -> None:
     """Start the cluster (or find the one already running) and print its kubeconfig.
 
-    A fresh start begins empty: the etcd data of a stopped cluster is wiped.
+    A fresh start begins empty: the etcd data of a stopped cluster is wiped. On a running
+    cluster, a start with --gpu-node (or with a node when none runs) starts the node anew.
     """
-    cluster = _local(hpa_sync_period)
+    cluster = _local(hpa_sync_period, node=node, gpu_node=gpu_node)
     running = cluster.status()
     if running is None:
         built_bin()  # before the banner: not built is an error naming the build command
@@ -139,8 +165,12 @@ def status(json_: JsonFlag = False) -> None:
         "external_metrics": api.apiservice_available(EXTERNAL_METRICS_APISERVICE),
         "server_version": api.version(),
     }
-    healthy = bool(health["readyz"] and health["external_metrics"])
-    _report({"running": True, "healthy": healthy, **vars(state), "health": health}, json_)
+    if state.nodes:
+        health["node"] = cluster.node_running(state)
+    healthy = bool(health["readyz"] and health["external_metrics"] and health.get("node", True))
+    info = {"running": True, "healthy": healthy, **vars(state), "health": health}
+    listing = cluster_pods(api)
+    _report({**info, **(listing if json_ else pod_lines(listing))}, json_)
     if not healthy:
         raise typer.Exit(1)
 
@@ -154,4 +184,8 @@ def _report(info: dict[str, Any], json_: bool) -> None:
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            value = "\n".join(
+                (" " * 17 if n else "") + line for n, line in enumerate(value)
+            )  # fmt: skip
         console.print(f"[bold]{key:>16}[/] {value}", highlight=False)

@@ -1,5 +1,8 @@
 """The ``cluster`` fixture: a real Kubernetes control plane and a real KEDA for the session.
 
+The ``node`` fixture adds the local node (``expediter-node``) to it for one test module: the
+pods bound to it run as local processes, and none is left when the module ends.
+
 Started from the cached build (``expediter dev cluster build``). Without one, a cluster test
 fails in CI (``CI=true``) and is skipped elsewhere, with a message naming the command that
 builds it. A cluster that is built but cannot start is an error, never a skip: the error
@@ -24,6 +27,7 @@ from expediter.dev.cluster import (
     kubectl,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 HPA_SYNC_SECONDS = 2.0
 """The HPA controller's sync period in tests: Kubernetes' 15 s default would slow every
 scaling assertion by up to 15 s."""
@@ -66,3 +70,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(local=local, state=state, api=local.api(state), dev_dir=dev_dir)
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="module")
+def node(cluster: Cluster) -> Iterator[Cluster]:
+    """The session's cluster with its local node running, for one test module."""
+    cluster.local.start_node(root=ROOT)
+    try:
+        yield cluster
+    finally:
+        cluster.local.stop_node()

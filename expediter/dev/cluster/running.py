@@ -3,8 +3,10 @@
 :class:`LocalCluster` starts, from the cached build (:mod:`~expediter.dev.cluster.building`):
 etcd, kube-apiserver, kube-controller-manager (deployment, replicaset and HPA controllers),
 kube-scheduler, and KEDA's operator and metrics adapter, each on free loopback ports with its
-own log. There is no kubelet: pods stay Pending, and a Deployment's ``spec.replicas`` is what
-KEDA and the HPA change. Its state (PIDs, ports, kubeconfig) goes to ``state.json`` in the state
+own log. With ``node=True`` (``gpu_node=True`` for a GPU node too) it also runs the local node
+(:mod:`~expediter.dev.cluster.kubelet`), which runs the pods bound to it as local processes;
+without it pods stay Pending, and a Deployment's ``spec.replicas`` is what KEDA and the HPA
+change. Its state (PIDs, ports, kubeconfig) goes to ``state.json`` in the state
 directory, so that another process (``expediter dev cluster status|stop``) can find it and stop
 it, by PID, and nobody else's. Called by the CLI and the tests' cluster fixture.
 """
@@ -47,6 +49,7 @@ from expediter.dev.cluster.installing import (
     metrics_api_objects,
     require_kubectl,
 )
+from expediter.dev.cluster.localnode import NodeRunning, node_names
 from expediter.dev.cluster.requesting import ApiServer, etcd_healthy, probe_ok
 from expediter.dev.cluster.versions import ETCD_VERSION, KEDA_VERSION, KUBERNETES_VERSION
 
@@ -80,6 +83,8 @@ class ClusterState:
             "etcd": ETCD_VERSION,
         }
     )
+    nodes: list[str] = field(default_factory=list)
+    """The Nodes the local node serves (none when it does not run)."""
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -109,7 +114,7 @@ def _is_ours(pid: int, marker: Path) -> bool:
     return f"{marker}/".encode() in cmdline and stat.rpartition(")")[2].split()[0] != "Z"
 
 
-class LocalCluster:
+class LocalCluster(NodeRunning):
     """A throwaway Kubernetes control plane with KEDA, for development and tests.
 
     ``start()`` and ``stop()`` are idempotent; ``with`` starts and stops it. A start finds and
@@ -118,13 +123,25 @@ class LocalCluster:
     """
 
     def __init__(
-        self, state_dir: Path, *, hpa_sync_period: float = 15.0, cache: Path | None = None
+        self,
+        state_dir: Path,
+        *,
+        hpa_sync_period: float = 15.0,
+        cache: Path | None = None,
+        node: bool = False,
+        gpu_node: bool = False,
+        root: Path | None = None,
     ) -> None:
+        """``node``: run the local node too (``gpu_node``: with a GPU node beside it), whose
+        pods run from ``root`` (the checkout; default the working directory)."""
         if hpa_sync_period <= 0:
             raise ClusterError(f"hpa_sync_period must be positive, got {hpa_sync_period}")
         self.state_dir = state_dir.absolute()
         self.hpa_sync_period = hpa_sync_period
         self.cache = cache
+        self.node = node or gpu_node
+        self.gpu_node = gpu_node
+        self.root = (root or Path.cwd()).absolute()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -143,6 +160,9 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
 
+    def _ours(self, pid: int) -> bool:
+        return _is_ours(pid, self.state_dir)
+
     def _recorded(self) -> ClusterState | None:
         try:
             return ClusterState(**json.loads(self._state_file.read_text()))
@@ -155,9 +175,9 @@ class LocalCluster:
         None as well when only some of its processes are alive: ``stop()`` ends those.
         """
         state = self._recorded()
-        if state is None or set(state.pids) != set(_ORDER):
+        if state is None or not set(_ORDER) <= set(state.pids):
             return None
-        alive = all(_is_ours(pid, self.state_dir) for pid in state.pids.values())
+        alive = all(_is_ours(state.pids[name], self.state_dir) for name in _ORDER)
         return state if alive else None
 
     def api(self, state: ClusterState | None = None) -> ApiServer:
@@ -171,6 +191,9 @@ class LocalCluster:
         """Start the cluster, or return the one already running from this state directory."""
         running = self.status()
         if running is not None:
+            wanted = node_names(self.gpu_node)
+            if self.node and not (self.node_running(running) and set(wanted) <= set(running.nodes)):
+                return self.start_node(gpu_node=self.gpu_node)
             return running
         bin_dir = built_bin(self.cache)
         require_kubectl()
@@ -183,11 +206,18 @@ class LocalCluster:
         except BaseException:
             self._kill_started()
             raise
-        return self._record(state)
+        state = self._record(state)
+        if self.node:
+            try:
+                return self.start_node(gpu_node=self.gpu_node, timeout=timeout)
+            except BaseException:
+                self.stop()
+                raise
+        return state
 
     def _prepare(self) -> ClusterState:
         if self.state_dir.exists():
-            for stale in ("etcd", "pki", "logs"):
+            for stale in ("etcd", "pki", "logs", "node"):
                 _remove(self.state_dir / stale)
         self.logs.mkdir(parents=True)
         try:
@@ -307,10 +337,10 @@ class LocalCluster:
         One at a time: signalled all at once, the clients hang on an API server that is already
         going away. Each gets ``timeout`` seconds, then SIGKILL. True if any was running.
         """
+        stopped = self.stop_node()  # first: it deletes its pods through the API server
         state = self._recorded()
         if state is None:
-            return False
-        stopped = False
+            return stopped
         for name in reversed(_ORDER):
             pid = state.pids.get(name)
             if pid is None or not _is_ours(pid, self.state_dir):
