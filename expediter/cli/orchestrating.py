@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -61,6 +62,13 @@ def orchestrator(workflows: WorkflowsDir = None) -> None:
         def _on_sigint(self) -> None:
             arm_watchdog(budget)
             super()._on_sigint()
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            # Faust's terminal spinner sets the root logger to DEBUG so that it spins on every
+            # log record: each aiokafka debug call then builds one (13-20% of the CPU per
+            # workflow). Logs go to files and collectors here, not to a terminal.
+            self.spinner = None
+            super().on_setup_root_logger(logger, level)
 
         def _crash(self, reason: BaseException) -> None:
             # A crash (a transaction that lost a record) stops the app too, and its shutdown

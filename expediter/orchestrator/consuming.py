@@ -38,8 +38,16 @@ after it). The orchestrator's handling is idempotent: a result seen before is co
 duplicate (:func:`~expediter.orchestrator.stepping.apply_result`), a second ``start`` is
 ignored, and a stale ``expire`` does nothing.
 
+When to commit: as soon as every record handed on has been handled (the app is idle), and at
+the latest every ``broker_commit_interval`` while records keep coming (batched under load).
+What the orchestrator produces becomes visible to workers and clients (read_committed) only
+when its transactions commit; on Faust's fixed timer alone, a result that arrived just after a
+commit waited almost a whole interval, once per stage of a workflow (about 80% of a
+workflow's round trip).
+
 It overrides private methods of faust-streaming's consumer (``getmany``,
-``_wait_next_records``, ``ack``, ``_new_offset``, ``_filter_tps_with_pending_acks``) and turns
+``_wait_next_records``, ``ack``, ``_new_offset``, ``_filter_tps_with_pending_acks``,
+``_commit_handler``) and turns
 off its Cython stream iterator, as pinned in pyproject.toml; tests/unit/test_consuming.py
 and the orchestrator's kill -9 test hold them to this rule. Called by
 :func:`expediter.orchestrator.running.build_app`, through :class:`OrchestratorApp`.
@@ -47,6 +55,8 @@ and the orchestrator's kill -9 test hold them to this rule. Called by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -54,6 +64,7 @@ from typing import Any
 
 import faust
 import faust.streams as faust_streams
+import mode
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from expediter.orchestrator.delivering import Producer
@@ -94,6 +105,22 @@ class Consumer(faust_aiokafka.Consumer):
         self._refetch: set[Any] = set()
         """Partitions with a record that was fetched and will not be handled: they are read
         again from their committed offset before the next fetch."""
+        self._idle = asyncio.Event()
+        """Set when every record handed on has been handled: time to commit."""
+
+    @mode.Service.task
+    async def _commit_handler(self) -> None:
+        interval = self.commit_interval
+        await self.sleep(interval)
+        while not self.should_stop:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), interval)
+            self._idle.clear()
+            await self.commit()
+
+    def _all_handled(self) -> bool:
+        handled = self._handled
+        return all(fetched <= handled[tp] for tp, fetched in self._fetched.items())
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         records, active = await super()._wait_next_records(timeout)
@@ -176,6 +203,8 @@ class Consumer(faust_aiokafka.Consumer):
             committed = self._committed_offset[message.tp]
             if committed is None or message.offset >= committed:
                 self._handled[message.tp].add(message.offset)
+                if self._all_handled():
+                    self._idle.set()
 
     def ack(self, message: Any) -> bool:
         # Faust's stream acks what it skips (read while the flow was suspended, or of an older
