@@ -256,7 +256,10 @@ class Worker:
             isolation_level="read_committed",
             max_poll_interval_ms=self.settings.max_poll_interval_ms,
             session_timeout_ms=self.settings.session_timeout_ms,
-            heartbeat_interval_ms=max(self.settings.session_timeout_ms // 3, 100),
+            # A rebalance reaches a member on its next heartbeat, so a replica KEDA just
+            # started waits up to one interval of every member for its partitions (15 s
+            # with Kafka's third of the session timeout); 1 s keeps scale-up quick.
+            heartbeat_interval_ms=min(max(self.settings.session_timeout_ms // 3, 100), 1000),
             max_partition_fetch_bytes=max(self.settings.max_record_bytes + 1024, 1_048_576),
             # A resumed partition waits for the fetch in flight; keep that wait short.
             fetch_max_wait_ms=100,
