@@ -53,7 +53,8 @@ from common import percentiles
 from expediter.dev import provided_broker
 from expediter.events import Producer, WorkflowCommand, WorkflowEvent, decode, to_record
 from expediter.messaging import TopicNames, client_options, connected
-from expediter.orchestrator.submitting import Submission, Submitter, partition_count
+from expediter.messaging.topology import partition_count
+from expediter.orchestrator.submitting import Submission, Submitter
 from expediter.settings import DevSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,9 +2,11 @@
 
 ``--wait`` is request-reply over Kafka, with no polling of the orchestrator: before sending,
 the client notes the end offset of the completion topic's partition that the workflow id hashes
-to, then reads that one partition from there until its workflow's record arrives. ``status``
-reads the table's changelog (the current state) and ``workflows.events`` (the history) the same
-way. Called by ``expediter submit`` and ``expediter status``.
+to (:mod:`expediter.messaging.topology`), then reads that one partition from there until its
+workflow's record arrives. ``status`` reads the table's changelog (the current state) and
+``workflows.events`` (the history) the same way, with the by-key reader the history tools use
+(:mod:`expediter.messaging.partitionreading`). Called by ``expediter submit`` and ``expediter
+status``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from expediter.authoring.state import WorkflowState
 from expediter.errors import ConfigurationError, ExpediterError
@@ -34,6 +35,8 @@ from expediter.events import (
     to_record,
 )
 from expediter.messaging import TopicNames, client_options, connected
+from expediter.messaging.partitionreading import PartitionReader
+from expediter.messaging.topology import TopicMetadata, partition_for_key
 from expediter.settings import KafkaSettings
 
 __all__ = ["Submission", "Submitter", "new_workflow_id", "read_status"]
@@ -60,21 +63,6 @@ class Submission:
     seconds: float | None = None
 
 
-async def partition_count(client: Any, topic: str) -> int:
-    """Partitions of ``topic``, from all-topics metadata (naming a missing topic in a metadata
-    request would create it on clusters that auto-create)."""
-    cluster = await client.fetch_all_metadata()
-    partitions = cluster.partitions_for_topic(topic)
-    if not partitions:
-        raise ConfigurationError(f"topic {topic} is missing: run `expediter topics apply`")
-    return len(partitions)
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2) gives ``key``."""
-    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
-
-
 class Submitter:
     """Publishes requests and, with :meth:`wait`, reads the replies; an async context manager."""
 
@@ -91,7 +79,8 @@ class Submitter:
         self._stack = AsyncExitStack()
         self._started: dict[uuid.UUID | str, float] = {}
         self._from: dict[TopicPartition, int] = {}
-        self._partitions: dict[str, int] = {}
+        # Read once per topic, not per request: it is the metadata of every topic.
+        self._metadata = TopicMetadata(self._producer.client)
 
     async def __aenter__(self) -> Submitter:
         try:
@@ -117,14 +106,8 @@ class Submitter:
     async def _reply_topic(self, target: str) -> str:
         return self.names.completed if target in self.workflows else self.names.results
 
-    async def _partition_count(self, topic: str) -> int:
-        # Once per topic, not per request: it reads the metadata of every topic.
-        if topic not in self._partitions:
-            self._partitions[topic] = await partition_count(self._producer.client, topic)
-        return self._partitions[topic]
-
     async def _mark(self, topic: str, key: bytes) -> None:
-        tp = TopicPartition(topic, partition_of(key, await self._partition_count(topic)))
+        tp = TopicPartition(topic, partition_for_key(key, await self._metadata.require(topic)))
         if tp not in self._from:
             # Assigned first: the consumer fetches metadata only for topics it is assigned.
             self._reply_consumer.assign([*self._from, tp])
@@ -133,15 +116,13 @@ class Submitter:
     async def _check_task_topic(self, target: str, topic: str) -> None:
         # Up front: a send to a missing topic would wait out the metadata timeout and end in
         # aiokafka's UnknownTopicOrPartitionError.
-        try:
-            await self._partition_count(topic)
-        except ConfigurationError:
+        if await self._metadata.partitions(topic) is None:
             known = ", ".join(sorted(self.workflows)) or "none found"
             raise ConfigurationError(
                 f"{target!r} is neither a workflow (known: {known}; pass --workflows DIR for "
                 f"another folder) nor a capability with a task topic ({topic} is missing: "
                 "check the name, or run `expediter topics apply`)"
-            ) from None
+            )
 
     async def submit(
         self, target: str, given: dict[str, Any], workflow_id: str | None = None
@@ -231,35 +212,14 @@ async def read_status(
 ) -> tuple[WorkflowState | None, list[WorkflowEvent]]:
     """The workflow's current state (from the table's changelog) and its history of events."""
     key = workflow_id.encode()
-    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
-                                isolation_level="read_committed")  # fmt: skip
-    async with connected(consumer, kafka):
+    async with PartitionReader(kafka) as reader:
         # The changelog record sits in the partition of the record that caused it (the raw
         # key's), under the table's JSON-encoded key.
-        state_values = await _read_key(
-            consumer, names.changelog, key, match=json.dumps(workflow_id).encode()
+        changes = await reader.read_key(
+            names.changelog, key, match=json.dumps(workflow_id).encode()
         )
-        events = await _read_key(consumer, names.workflow_events, key)
+        events = await reader.read_key(names.workflow_events, key)
     state = None
-    if state_values and state_values[-1] is not None:
-        state = WorkflowState.model_validate_json(state_values[-1])
-    return state, [decode(v, WorkflowEvent) for v in events if v is not None]
-
-
-async def _read_key(
-    consumer: AIOKafkaConsumer, topic: str, key: bytes, *, match: bytes | None = None
-) -> list[bytes | None]:
-    tp = TopicPartition(topic, partition_of(key, await partition_count(consumer._client, topic)))
-    consumer.assign([tp])
-    await consumer.seek_to_beginning(tp)
-    end = (await consumer.end_offsets([tp]))[tp]
-    values: list[bytes | None] = []
-    idle = 0
-    # The last offsets may be transaction markers, which no record reaches: stop when the
-    # position is at the end, or when nothing more comes.
-    while await consumer.position(tp) < end and idle < 3:
-        batch = await consumer.getmany(tp, timeout_ms=300)
-        records = batch.get(tp, [])
-        idle = 0 if records else idle + 1
-        values.extend(r.value for r in records if r.key == (match or key))
-    return values
+    if changes and changes[-1].value is not None:
+        state = WorkflowState.model_validate_json(changes[-1].value)
+    return state, [decode(r.value, WorkflowEvent) for r in events if r.value is not None]

@@ -29,18 +29,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from expediter.errors import ConfigurationError
 from expediter.messaging import client_options, connected
+from expediter.messaging.topology import MissingTopicError, TopicMetadata
 from expediter.settings import KafkaSettings
 
 __all__ = ["LagSample", "LagSampler", "MissingTopicError"]
 
 COORDINATOR_ATTEMPTS = 20
 """Tries (0.5 s apart) to read a group's offsets while the coordinator is still loading."""
-
-
-class MissingTopicError(ConfigurationError):
-    """The task topic does not exist (yet)."""
+METADATA_MAX_AGE = 0.5
+"""Seconds a read of the topics' partitions serves: the samples of one round
+(:meth:`LagSampler.sample_all`) share one read, and each poll (1 s apart at the least) reads
+again, so a topic's raised partitions count at the next poll, as in KEDA's scaler."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class LagSampler:
         self._stack = AsyncExitStack()
         self._admin: Any = None
         self._consumer: Any = None
+        self._metadata: TopicMetadata | None = None
 
     async def __aenter__(self) -> LagSampler:
         options = client_options(self.kafka)
@@ -95,6 +96,7 @@ class LagSampler:
                     self.kafka,
                 )
             )
+            self._metadata = TopicMetadata(self._consumer._client, max_age=METADATA_MAX_AGE)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -107,16 +109,10 @@ class LagSampler:
 
     async def sample(self, topic: str, group: str) -> LagSample:
         """The latest and committed offsets of every partition of ``topic`` for ``group``."""
-        assert self._consumer is not None, "use LagSampler as an async context manager"
-        # All-topics metadata: naming a missing topic would create it where brokers auto-create.
-        cluster = await self._consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(topic)
-        if not partitions:
-            raise MissingTopicError(
-                f"topic {topic} does not exist: run `expediter topics apply` (with --prefix "
-                "when EXPEDITER_TOPIC_PREFIX is set)"
-            )
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        assert self._metadata is not None, "use LagSampler as an async context manager"
+        # MissingTopicError when the topic does not exist (yet).
+        count = await self._metadata.require(topic)
+        tps = [TopicPartition(topic, p) for p in range(count)]
         latest, committed = await asyncio.gather(
             self._consumer.end_offsets(tps),
             self._committed_offsets(group, tps),
