@@ -71,6 +71,7 @@ class TopicNames:
     def workflow_events(self) -> str:
         """The orchestrator's WorkflowEvents: the history `expediter trace` reads."""
         return f"{self.prefix}workflows.events"
+
     @property
     def orchestrator_dlq(self) -> str:
         """Commands and results the orchestrator could not handle (`expediter dlq list
