@@ -107,8 +107,7 @@ class Agent(Generic[AgentInputT, AgentOutputT]):
     name: str
     """The deployment's name (k8s, compose, metrics); lowercase DNS label."""
     capability: str
-    """What it does; names its topics (``tasks.<capability>``) and its consumer group, as
-    :class:`expediter.messaging.TopicNames` derives them under the deployment's prefix."""
+    """What it does; names its topics (``tasks.<capability>``) and its consumer group."""
     version: str
     input_model: type[AgentInputT]
     output_model: type[AgentOutputT]
@@ -136,3 +135,15 @@ class Agent(Generic[AgentInputT, AgentOutputT]):
                 raise ConfigurationError(
                     f"agent {self.name}: {label} must be a pydantic BaseModel subclass"
                 )
+
+    @property
+    def tasks_topic(self) -> str:
+        return f"tasks.{self.capability}"
+
+    @property
+    def group_id(self) -> str:
+        return f"agents.{self.capability}"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"dlq.{self.capability}"

@@ -19,6 +19,7 @@ from expediter.cli import (
     devkafka,
     dlq,
     keda,
+    operator,
     orchestrating,
     replay,
     schemas,
@@ -54,6 +55,7 @@ app.add_typer(keda.app, name="keda")
 app.command(name="demo")(demo.demo)
 app.command(name="worker")(worker.worker)
 app.command(name="orchestrator")(orchestrating.orchestrator)
+app.command(name="operator")(operator.operator)
 app.command(name="submit")(orchestrating.submit)
 app.command(name="status")(orchestrating.status)
 app.command(name="up")(supervising.up)

@@ -32,6 +32,7 @@ from expediter.deploying import (
 )
 from expediter.errors import ConfigurationError
 from expediter.messaging import DEFAULT_CATALOG, load_catalog
+from expediter.operating import operator_manifests
 
 __all__ = ["check", "render"]
 
@@ -68,7 +69,8 @@ def render(
     try:
         sources = load_sources(agents)
         loaded = load_catalog(catalog)
-        manifests = build_manifests(sources, loaded)
+        # k8s/crds and k8s/operator: the Agent CRD and the operator's install.
+        manifests = build_manifests(sources, loaded) + operator_manifests()
     except ConfigurationError as exc:
         if json_:
             emit_json({"ok": False, "error": str(exc)})

@@ -41,7 +41,6 @@ from expediter.messaging import client_options, connected
 from expediter.scaling import FailedStep, Simulation, StepResult, read_scaled_object
 from expediter.settings import KafkaSettings
 from expediter.supervising import LagSample, LagSampler
-from expediter.watching import keda_metric as keda_value
 from tests.cluster.conftest import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,6 +246,11 @@ async def _metric_name(cluster: Cluster, namespace: str, name: str) -> str:
     raise AssertionError(f"KEDA made no HPA for {namespace}/{name} in 60 s")
 
 
+def quantity(text: str) -> float:
+    """A resource.Quantity as KEDA's adapter writes a metric: ``40`` or ``40500m``."""
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
 class _Recorder:
     """Samples one case and steps its engine."""
 
@@ -310,7 +314,7 @@ class _Recorder:
         if phase.read_metric:
             reply = await asyncio.to_thread(api.get, self._metric_path)
             if reply.ok:
-                keda_metric, keda_error = keda_value(reply.json())
+                keda_metric, keda_error = quantity(reply.json()["items"][0]["value"]), None
             else:
                 keda_error = f"HTTP {reply.status}"
         after = await self._offsets() if phase.read_metric else before

@@ -40,6 +40,7 @@ from expediter.deploying import (
     trigger_problems,
 )
 from expediter.messaging import load_catalog
+from expediter.operating import operator_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSIONS = ("1.30", "1.37")
@@ -147,7 +148,7 @@ def check_in(root: Path, *args: str) -> Any:
 
 
 def test_committed_files_are_the_render(sources: list[Any], catalog: Any) -> None:
-    drift = find_drift(ROOT, build_manifests(sources, catalog))
+    drift = find_drift(ROOT, build_manifests(sources, catalog) + operator_manifests())
     assert not drift, "\n".join(d.message for d in drift) + "\nrun `expediter keda render`"
 
 

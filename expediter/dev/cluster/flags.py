@@ -87,8 +87,10 @@ def controller_manager_flags(kubeconfig: Path, hpa_sync_period: float) -> list[s
     return [
         f"--kubeconfig={kubeconfig}",
         # What scaling needs; no kubelet runs, so the node and pod controllers have no work.
+        # The garbage collector deletes what an owner reference ties to a deleted owner (an
+        # Agent's Deployment, a Deployment's ReplicaSets and pods).
         "--controllers=deployment-controller,replicaset-controller,"
-        "horizontal-pod-autoscaler-controller",
+        "horizontal-pod-autoscaler-controller,garbage-collector-controller",
         "--leader-elect=false",
         "--secure-port=0",
         f"--horizontal-pod-autoscaler-sync-period={hpa_sync_period:g}s",
