@@ -39,13 +39,15 @@ from expediter.events import (
 from expediter.messaging import TopicNames
 from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import WorkerSettings
+from expediter.worker.delaying import RetryTiers, prior_tries
 from expediter.worker.failing import backoff, dead_letter, failure_result, is_retriable, task_error
 
 __all__ = ["Outcome", "TaskRunner", "ToolCallerFactory", "identified", "record_task_id"]
 
 T = TypeVar("T")
 
-OutcomeStatus = Literal["succeeded", "failed", "dead-lettered", "expired"]
+OutcomeStatus = Literal["succeeded", "failed", "dead-lettered", "expired", "delayed"]
+"""``delayed``: moved to a retry tier (:mod:`expediter.worker.delaying`), to run again there."""
 
 
 @dataclass
@@ -147,8 +149,11 @@ class TaskRunner:
         producer: Producer,
         tools: ToolCallerFactory,
         log: logging.Logger,
+        tiers: RetryTiers | None = None,
     ) -> None:
         self.agent = agent
+        self.tiers = tiers
+        """Where a task goes once its in-place tries are used up; None: it is exhausted."""
         self.engine = engine
         self.settings = settings
         self.names = names
@@ -246,7 +251,9 @@ class TaskRunner:
             )  # fmt: skip
         # Retries have one owner each: the orchestrator's attempts (``task.attempt``, kept as the
         # result's identity) and, within one, the worker's in-place tries (``tries``).
-        tries = 1
+        # A task from a retry tier counts the tries it had before (its result's ``tries``).
+        first = 1 + (prior_tries(record) if self.tiers is not None else 0)
+        tries = first
         retries = 0
         while True:
             ctx = TaskContext(
@@ -274,7 +281,7 @@ class TaskRunner:
                 raise
             except Exception as exc:  # the handler is user code: anything may come out
                 error = task_error(exc)
-                if is_retriable(exc) and tries < self.settings.max_attempts:
+                if is_retriable(exc) and tries - first + 1 < self.settings.max_attempts:
                     self.log.info(
                         "task %s try %d failed (%s), retrying",
                         task.event_id,
@@ -287,9 +294,22 @@ class TaskRunner:
                     retries += 1
                     continue
                 reason: DeadLetterReason = "exhausted" if is_retriable(exc) else "permanent"
+                moved = None
+                if reason == "exhausted" and self.tiers is not None:
+                    moved = self.tiers.move(record, task, trace, tries)
+                if moved is not None:
+                    self.log.info(
+                        "task %s failed %d time(s) (%s); to %s", task.event_id, tries,
+                        error.code, moved[0],
+                        extra={"capability": task.capability, "workflow_id": task.workflow_id},
+                    )  # fmt: skip
+                    return Outcome(status="delayed", reason=error.code, usage=ctx.usage,
+                                   retries=retries, publish=[moved])  # fmt: skip
                 if not isinstance(exc, TaskFailure | EngineError | TimeoutError):
                     self.log.exception("handler of %s raised", self.agent.capability)
-                return self._failed(record, task, trace, error, reason, tries, ctx, started)
+                failed = self._failed(record, task, trace, error, reason, tries, ctx, started)
+                failed.retries = retries  # this delivery's; a tier's earlier tries were counted
+                return failed
             succeeded = self._succeeded.record(
                 task, output, attempt=task.attempt, usage=ctx.usage, trace=trace,
                 duration_ms=int((time.monotonic() - started) * 1000), tries=tries,

@@ -50,6 +50,7 @@ from expediter.reasoning.protocol import ReasoningEngine
 from expediter.settings import KafkaSettings, WorkerSettings
 from expediter.tools import ToolBox, ToolLedger
 from expediter.worker.committing import Committer
+from expediter.worker.delaying import Delays, RetryTiers
 from expediter.worker.limiting import Slots
 from expediter.worker.observing import HealthState, ObservabilityServer, WorkerMetrics
 from expediter.worker.processing import Outcome, TaskRunner, ToolCallerFactory
@@ -107,6 +108,12 @@ class Worker:
         self.assignments = 0
         """How many times partitions were assigned: 1 for a worker that never rebalanced."""
         self._stop = asyncio.Event()
+        self.tiers = (
+            RetryTiers(self.names, agent.capability, settings.retry_tiers)
+            if settings.retry_tiers else None
+        )  # fmt: skip
+        """Non-blocking retries (:mod:`expediter.worker.delaying`); None when off."""
+        self._delays = Delays(self._stop)
         self._crash: BaseException | None = None
         self._slots = Slots(agent.resources.concurrency)
         self._committer = Committer(self.group, KeyPartitions(), self.health, self.log)
@@ -167,6 +174,10 @@ class Worker:
             transactions = Transactions(make_producer, self.kafka, self.log)
             await self._phase("producer", stack.enter_async_context(transactions))
             await self._phase("topics", self._check_topics(transactions.producer))
+            if self.tiers is not None and not await self.tiers.present(
+                transactions.producer, self.log
+            ):
+                self.tiers = None
             tools = ToolCallerFactory()
             if self.agent.tools:
                 ledger = ToolLedger(self.kafka, topic=self.ledger_topic)
@@ -174,7 +185,7 @@ class Worker:
                 tools = _LedgerTools(self.agent, ledger)
             runner = TaskRunner(
                 self.agent, self.engine, self.settings, self.names, self.producer_info, tools,
-                self.log,
+                self.log, tiers=self.tiers,
             )  # fmt: skip
             registration = Registration(
                 self.agent, self.engine, instance=self.instance, topic=self.names.registry,
@@ -266,7 +277,8 @@ class Worker:
             # A resumed partition waits for the fetch in flight; keep that wait short.
             fetch_max_wait_ms=100,
         )
-        consumer.subscribe([self.tasks_topic], listener=_Rebalance(self))
+        tiers = sorted(self.tiers.topics) if self.tiers is not None else []
+        consumer.subscribe([self.tasks_topic, *tiers], listener=_Rebalance(self))
         return consumer
 
     # -- the loop -----------------------------------------------------------------------------
@@ -381,10 +393,13 @@ class Worker:
 
         slots = self._slots
         started, count = self.metrics.task_started, self._count
+        delays, tier_topics = self._delays, self.tiers.topics if self.tiers else frozenset()
 
         async def lane(items: list[ConsumerRecord[bytes, bytes]]) -> None:
             nonlocal hand_over_due
             for record in items:  # one key's tasks, in offset order
+                if record.topic in tier_topics and not await delays.until_due(tp, record):
+                    return  # stopping or revoked: uncommitted, it runs again from the tier
                 if not slots.take_now():
                     await slots.take()
                 try:
@@ -466,6 +481,8 @@ class Worker:
             self.metrics.dead_lettered(outcome.reason or "unknown")
         elif outcome.status == "succeeded":
             self.metrics.task_finished("succeeded", outcome.seconds)
+        elif outcome.status == "delayed":
+            self.metrics.task_finished("retried", outcome.seconds, reason="delayed")
         else:
             self.metrics.task_finished("failed", outcome.seconds, reason=outcome.reason)
             if outcome.status == "failed":
@@ -509,6 +526,7 @@ class Worker:
 
     async def revoke(self, partitions: set[TopicPartition]) -> None:
         """Partitions are being taken away: finish or abandon their batches before they go."""
+        self._delays.release(partitions)  # tier records waiting to come due: the next owner's
         tasks = [task for tp in partitions for task in self._inflight.get(tp, ())]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)

@@ -28,8 +28,12 @@ QUICK = {
         *("--warmup", "4"),
     ],
     "bench_scaleup.py": ["--tasks", "20", "--polling-interval", "1", "--rounds", "1"],
+    "bench_retry.py": ["--others", "10", "--rate", "20", "--rounds", "1"],
 }
-NEEDS_BROKER = {"bench_worker.py", "bench_replay.py", "bench_orchestrator.py", "bench_scaleup.py"}
+NEEDS_BROKER = {
+    "bench_worker.py", "bench_replay.py", "bench_orchestrator.py", "bench_scaleup.py",
+    "bench_retry.py",
+}  # fmt: skip
 
 
 def _last_line(name: str, env: dict[str, str]) -> dict[str, float]:

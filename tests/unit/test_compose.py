@@ -88,3 +88,47 @@ def test_agents_wait_for_the_topics_and_report_readiness(compose: dict[str, Any]
         assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
         assert service["command"][0] == "worker"
         assert (ROOT / service["command"][1]).is_file(), name
+
+
+FLEET = ("kafka", "topics", "orchestrator", "agent-soil_analyzer", "agent-pest_detector",
+         "agent-crop_mapper")  # fmt: skip
+"""What `make demo` runs, as compose services: `docker compose up` must start all of them."""
+
+
+def test_compose_up_runs_the_whole_fleet(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in FLEET:
+        assert name in services, f"docker-compose.yml has no {name} service"
+        assert not services[name].get("profiles"), f"{name} must start on a plain `up`"
+    orchestrator = services["orchestrator"]
+    assert orchestrator["command"] == ["orchestrator"]
+    assert orchestrator["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert "8081/readyz" in " ".join(orchestrator["healthcheck"]["test"])
+    # The image's /app belongs to root; Faust's data directory must be somewhere writable.
+    assert orchestrator["environment"]["EXPEDITER_DATA_DIR"].startswith("/tmp/")  # noqa: S108
+    assert services["smoke"]["profiles"] == ["smoke"], "the smoke flow runs only when asked"
+
+
+def test_every_capability_a_workflow_names_has_an_agent_service(compose: dict[str, Any]) -> None:
+    from expediter import load_agent
+    from expediter.authoring import load_workflows
+
+    served = {
+        load_agent(ROOT / service["command"][1]).capability: name
+        for name, service in compose["services"].items()
+        if name.startswith("agent-")
+    }
+    for workflow in load_workflows(ROOT / "workflows").values():
+        for step in workflow.steps():
+            assert step.capability in served, (
+                f"workflow {workflow.name} step {step.id} needs {step.capability!r}: no agent "
+                "service in docker-compose.yml serves it, so its workflows would never finish"
+            )
+
+
+def test_compose_builds_the_runtime_target(compose: dict[str, Any]) -> None:
+    from tests.unit.test_dockerfile import stages
+
+    build = compose["x-expediter"]["build"]
+    assert build["target"] == "runtime"
+    assert "runtime" in stages()
