@@ -107,7 +107,8 @@ class Agent(Generic[AgentInputT, AgentOutputT]):
     name: str
     """The deployment's name (k8s, compose, metrics); lowercase DNS label."""
     capability: str
-    """What it does; names its topics (``tasks.<capability>``) and its consumer group."""
+    """What it does; names its topics (``tasks.<capability>``) and its consumer group, as
+    :class:`expediter.messaging.TopicNames` derives them under the deployment's prefix."""
     version: str
     input_model: type[AgentInputT]
     output_model: type[AgentOutputT]
@@ -135,15 +136,3 @@ class Agent(Generic[AgentInputT, AgentOutputT]):
                 raise ConfigurationError(
                     f"agent {self.name}: {label} must be a pydantic BaseModel subclass"
                 )
-
-    @property
-    def tasks_topic(self) -> str:
-        return f"tasks.{self.capability}"
-
-    @property
-    def group_id(self) -> str:
-        return f"agents.{self.capability}"
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"dlq.{self.capability}"

@@ -21,12 +21,12 @@ from expediter.cli.output import console, emit_json, wide_console
 from expediter.cli.replay import json_errors, progress_bars
 from expediter.errors import ConfigurationError
 from expediter.events import DeadLetterReason
+from expediter.messaging import TopicNames
 from expediter.replaying import (
     HistoryReader,
     Letter,
     RedriveReport,
     choose,
-    dlq_topic,
     parse_offsets,
     read_letters,
     redrive,
@@ -61,7 +61,7 @@ async def _letters(topic: str) -> list[Letter]:
 @app.command(name="list")
 def list_(dlq: Dlq, prefix: Prefix = "", reason: Reason = None, json_: JsonFlag = False) -> None:
     """One line per dead letter: where, when, why, and where it came from."""
-    topic = dlq_topic(dlq, prefix)
+    topic = TopicNames(prefix).dlq_named(dlq)
     with json_errors(json_):
         letters = asyncio.run(_letters(topic))
     if reason is not None:
@@ -99,7 +99,7 @@ def show(
     json_: JsonFlag = False,
 ) -> None:
     """Chosen dead letters whole: reason, detail, origin and the original record decoded."""
-    topic = dlq_topic(dlq, prefix)
+    topic = TopicNames(prefix).dlq_named(dlq)
 
     async def go() -> list[Letter]:
         async with HistoryReader(KafkaSettings()) as reader:
@@ -157,7 +157,7 @@ def redrive_(
     A redrive is a new attempt at the work: a task gets a fresh deadline of its original length
     from now, unless --keep-deadline.
     """
-    topic = dlq_topic(dlq, prefix)
+    topic = TopicNames(prefix).dlq_named(dlq)
     settings = KafkaSettings()
 
     async def go() -> RedriveReport:

@@ -36,6 +36,7 @@ from rich.table import Table
 from expediter.authoring.loading import load_agent
 from expediter.cli.output import console, emit_json, err_console, wide_console
 from expediter.errors import ConfigurationError
+from expediter.messaging.partitionreading import Record
 from expediter.replaying import (
     DiffReport,
     HistoryReader,
@@ -53,7 +54,6 @@ from expediter.replaying import (
     shadow_target,
     trace_workflow,
 )
-from expediter.replaying.reading import Record
 from expediter.replaying.rendering import check_writable
 from expediter.settings import KafkaSettings
 

@@ -37,14 +37,17 @@ from aiokafka.errors import KafkaError
 from expediter.errors import BrokerError, ConfigurationError, DecodeError
 from expediter.events import DLQ_REASON_HEADER, DeadLetter, TaskEvent, decode
 from expediter.messaging import client_options, connected
+from expediter.messaging.partitionreading import Progress
 from expediter.replaying.deadlines import (
     ORIGINAL_DEADLINE_HEADER,
     fresh_deadline,
     iso_deadline,
     with_deadline,
 )
-from expediter.replaying.reading import HistoryReader, Progress, Selection, from_ms, iso
+from expediter.replaying.reading import HistoryReader
 from expediter.replaying.rendering import headers_of, parse_value
+from expediter.replaying.selecting import Selection
+from expediter.replaying.times import from_ms, iso
 from expediter.settings import KafkaSettings
 
 __all__ = [
@@ -54,7 +57,6 @@ __all__ = [
     "Redriven",
     "Skipped",
     "choose",
-    "dlq_topic",
     "parse_offsets",
     "parse_ref",
     "read_letters",
@@ -78,11 +80,6 @@ def parse_ref(text: str) -> tuple[str, int, int] | None:
     if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return None
     return parts[0], int(parts[1]), int(parts[2])
-
-
-def dlq_topic(name: str, prefix: str = "") -> str:
-    """A DLQ topic from a capability (``probe`` -> ``<prefix>dlq.probe``) or a topic name."""
-    return name if "dlq." in name else f"{prefix}dlq.{name}"
 
 
 def _b64(text: str) -> bytes:

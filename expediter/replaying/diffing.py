@@ -23,8 +23,10 @@ from typing import Any, Literal
 
 from expediter.errors import ConfigurationError
 from expediter.messaging import TopicNames
-from expediter.replaying.reading import HistoryReader, Progress, Record, Selection
+from expediter.messaging.partitionreading import Progress, Record
+from expediter.replaying.reading import HistoryReader
 from expediter.replaying.rerunning import SHADOW_HEADER, shadow_target
+from expediter.replaying.selecting import Selection
 
 __all__ = ["DiffReport", "FieldChange", "TaskDiff", "compare", "diff_shadow"]
 

@@ -26,7 +26,8 @@ from pydantic_core import from_json
 
 from expediter.errors import ConfigurationError
 from expediter.events import EVENT_TYPE_HEADER
-from expediter.replaying.reading import Record, from_ms, iso
+from expediter.messaging.partitionreading import Record
+from expediter.replaying.times import from_ms, iso
 
 __all__ = [
     "Row",

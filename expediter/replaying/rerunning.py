@@ -51,9 +51,10 @@ from expediter.errors import (
 )
 from expediter.events import TaskEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
+from expediter.messaging.partitionreading import Record
 from expediter.reasoning import engine_from_settings
 from expediter.replaying.deadlines import ORIGINAL_DEADLINE_HEADER, iso_deadline, with_deadline
-from expediter.replaying.reading import HistoryReader, Record
+from expediter.replaying.reading import HistoryReader
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
 from expediter.worker.working import Worker
 

@@ -21,23 +21,22 @@ a hop between two machines includes their clock difference. Called by expediter.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from expediter.errors import ConfigurationError
+from expediter.messaging import TopicNames
+from expediter.messaging.partitionreading import Progress, Record
 from expediter.replaying.deadletters import REDRIVE_HEADER, parse_ref
-from expediter.replaying.reading import HistoryReader, Progress, Record, Selection, from_ms, iso
+from expediter.replaying.reading import HistoryReader
 from expediter.replaying.rendering import headers_of, parse_value, record_type, summary
+from expediter.replaying.selecting import Selection
+from expediter.replaying.times import from_ms, iso
 
-__all__ = ["Entry", "Trace", "link", "trace_workflow", "workflow_topics"]
+__all__ = ["Entry", "Trace", "link", "trace_workflow"]
 
-_TOPIC = re.compile(
-    r"^(?:tasks\.[^.]+|retry\.[^.]+\.[^.]+|dlq\.[^.]+|results|workflows\.events"
-    r"|workflows\.completed)$"
-)
 _STEP_DONE = ("step-completed", "step-late")
 _WORKFLOW_DONE = ("completed", "failed")
 
@@ -113,14 +112,6 @@ class Trace:
         }
 
 
-def workflow_topics(topics: Iterable[str], prefix: str) -> list[str]:
-    """The topics under ``prefix`` that carry workflow records, in a stable order."""
-    found = [
-        name for name in topics if name.startswith(prefix) and _TOPIC.match(name[len(prefix) :])
-    ]
-    return sorted(found)
-
-
 async def trace_workflow(
     reader: HistoryReader,
     workflow_id: str,
@@ -135,7 +126,7 @@ async def trace_workflow(
 
     ``progress(topic, offsets)`` may return a callback for each topic's read.
     """
-    topics = workflow_topics(await reader.topics(), prefix)
+    topics = TopicNames(prefix).workflow_topics(await reader.topics())
     if not topics:
         raise ConfigurationError(
             f"no workflow topics (tasks.*, results, dlq.*, workflows.events) under prefix "

@@ -22,7 +22,8 @@ from expediter.dev import Broker
 from expediter.errors import ConfigurationError
 from expediter.events import TaskEvent
 from expediter.messaging import client_options, connected
-from expediter.replaying import HistoryReader, Selection, json_line, partition_for_key
+from expediter.messaging.topology import partition_for_key
+from expediter.replaying import HistoryReader, Selection, json_line
 from expediter.settings import KafkaSettings
 from tests.support import produce, task
 
