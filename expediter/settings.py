@@ -11,18 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from expediter.errors import ConfigurationError
 
 __all__ = [
+    "BreakerSettings",
     "DevSettings",
+    "EngineKind",
     "EngineSettings",
     "KafkaSettings",
     "OrchestratorSettings",
+    "RouteSettings",
     "SaslSettings",
     "SecurityProtocol",
+    "SplitSettings",
     "TlsSettings",
     "WorkerSettings",
 ]
@@ -108,12 +112,80 @@ class DevSettings(BaseSettings):
     """How long a start may take before it is killed: a cold JVM on 2 cores needs ~10 s."""
 
 
+EngineKind = Literal["rules", "llama", "openai"]
+_ROUTE_NAME = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"
+
+
+class BreakerSettings(BaseModel):
+    """The circuit breaker of each routed engine (:mod:`expediter.reasoning.breaking`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures: int = Field(default=5, ge=1)
+    """This many failures (timeouts, transport errors, 5xx, malformed or invalid answers)..."""
+    window_seconds: float = Field(default=60.0, gt=0)
+    """...within this many seconds open the circuit: the engine is skipped."""
+    open_seconds: float = Field(default=30.0, gt=0)
+    """How long an open circuit skips the engine before it lets probes through (half-open)."""
+    probes: int = Field(default=1, ge=1)
+    """Calls let through at a time while half-open; one success closes the circuit, one
+    failure opens it again."""
+
+
+class SplitSettings(BaseModel):
+    """A weighted split of traffic to a candidate route, sticky per workflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    route: str = Field(pattern=_ROUTE_NAME)
+    """The candidate: one of ``routes`` by name, not the first (the primary)."""
+    share: float = Field(ge=0, le=1)
+    """The share of workflows whose calls go to the candidate first (0.1: one in ten). The
+    choice hashes the workflow id, so every call of one workflow goes the same way, and a
+    larger share keeps the workflows a smaller one sent (raising it only adds workflows)."""
+
+
+class RouteSettings(BaseModel):
+    """One engine of a routed agent: a name, a kind, and whatever differs from the top-level
+    ``EXPEDITER_ENGINE_*`` settings (None: inherited)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_ROUTE_NAME)
+    """The route's name in results, ``trace`` and /metrics (``hosted``, ``local``)."""
+    kind: EngineKind
+    model_path: Path | None = None
+    n_gpu_layers: int | None = None
+    n_ctx: int | None = Field(default=None, ge=256)
+    n_threads: int | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds this engine may take before the call falls back to the next one."""
+    temperature: float | None = Field(default=None, ge=0)
+    response_format: Literal["json_schema", "json_object"] | None = None
+
+
 class EngineSettings(BaseSettings):
-    """Which reasoning engine an agent's handler gets: configuration, never code."""
+    """Which reasoning engine an agent's handler gets: configuration, never code.
 
-    model_config = SettingsConfigDict(env_prefix="EXPEDITER_ENGINE_", extra="ignore")
+    Either one engine (``kind`` and its settings), or ``routes``: a primary, then fallbacks in
+    order, each with its own kind and settings, a circuit breaker each, and an optional
+    ``split`` to a candidate (:mod:`expediter.reasoning.routing`). From the environment, the
+    structured ones are JSON::
 
-    kind: Literal["rules", "llama", "openai"] = "rules"
+        EXPEDITER_ENGINE_ROUTES='[{"name": "hosted", "kind": "openai", "timeout": 20},
+                                  {"name": "local", "kind": "llama"}]'
+        EXPEDITER_ENGINE_SPLIT='{"route": "candidate", "share": 0.1}'
+        EXPEDITER_ENGINE_BREAKER__FAILURES=3
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXPEDITER_ENGINE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    kind: EngineKind = "rules"
     """``rules``: the agent's deterministic RuleBook (tests, demos). ``llama``: llama.cpp in
     process (needs the ``[llm]`` extra). ``openai``: an OpenAI-compatible server (vLLM,
     llama-server)."""
@@ -135,6 +207,73 @@ class EngineSettings(BaseSettings):
     """Seconds one engine call may take; should stay below the agent's max_task_seconds."""
     temperature: float = Field(default=0.0, ge=0)
     """0 by default: agents want repeatable structured decisions, not creativity."""
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    """How ``openai`` asks for JSON held to the output model: OpenAI's ``json_schema`` (vLLM,
+    llama.cpp's llama-server), or ``json_object`` with a ``schema`` (llama-cpp-python's own
+    server, ``python -m llama_cpp.server``, which refuses ``json_schema``)."""
+    routes: list[RouteSettings] = Field(default_factory=list)
+    """Empty: the one engine above. Else the primary first, then the fallbacks in order."""
+    split: SplitSettings | None = None
+    """Send a share of workflows to a candidate route first (needs ``routes``)."""
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    """The circuit breaker of each route that has a fallback after it."""
+
+    @model_validator(mode="after")
+    def _routes_consistent(self) -> EngineSettings:
+        names = [route.name for route in self.routes]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ConfigurationError(
+                f"EXPEDITER_ENGINE_ROUTES names {', '.join(doubled)} more than once: give "
+                "each route its own name"
+            )
+        if self.split is None:
+            return self
+        if self.split.route not in names:
+            raise ConfigurationError(
+                f"EXPEDITER_ENGINE_SPLIT sends traffic to route {self.split.route!r}, which "
+                f"EXPEDITER_ENGINE_ROUTES does not name (it has {names or 'none'}): add the "
+                "candidate to the routes"
+            )
+        if self.split.route == names[0]:
+            raise ConfigurationError(
+                f"EXPEDITER_ENGINE_SPLIT's route {self.split.route!r} is the primary (the "
+                "first route): the candidate must be another route"
+            )
+        return self
+
+    @classmethod
+    def from_env(cls) -> EngineSettings:
+        """The settings from the environment, with a bad value reported as a
+        :class:`~expediter.errors.ConfigurationError` naming the variable and what it takes
+        (pydantic's own error is a traceback that names a field, not a variable)."""
+        try:
+            return cls()
+        except SettingsError as exc:
+            raise ConfigurationError(
+                f"{exc}: EXPEDITER_ENGINE_ROUTES, EXPEDITER_ENGINE_SPLIT and "
+                'EXPEDITER_ENGINE_BREAKER take JSON, e.g. EXPEDITER_ENGINE_ROUTES=\'[{"name": '
+                '"hosted", "kind": "openai"}, {"name": "local", "kind": "llama"}]\''
+            ) from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"EXPEDITER_ENGINE_{str(error['loc'][0]).upper()}"
+                + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:])
+                + f": {error['msg']}"
+                + (f" (got {error['input']!r})" if "input" in error else "")
+                for error in exc.errors(include_url=False)
+            )
+            raise ConfigurationError(f"bad engine settings: {problems}") from exc
+
+    def for_route(self, route: RouteSettings) -> EngineSettings:
+        """The settings of one route's engine: these, overridden by what the route sets, with
+        no routes of their own."""
+        update = {
+            key: value
+            for key, value in route.model_dump(exclude={"name"}).items()
+            if value is not None
+        }
+        return self.model_copy(update={**update, "routes": [], "split": None})
 
 
 class WorkerSettings(BaseSettings):

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from expediter.errors import ConfigurationError
-from expediter.events import AgentResources, TokenUsage
+from expediter.errors import ConfigurationError, EngineError
+from expediter.events import AgentResources, ReasoningCall, TokenUsage
 
 if TYPE_CHECKING:
     # Types only: an agent file should not pay for loading the engines (aiohttp, llama).
@@ -77,6 +77,9 @@ class TaskContext:
     """This run's number within ``attempt``: 1, then 2, 3... as the worker retries in place
     after a retriable error (up to EXPEDITER_MAX_ATTEMPTS). ``attempt`` is the orchestrator's
     dispatch and does not change on an in-place retry."""
+    reasoning: tuple[ReasoningCall, ...] = ()
+    """Each :meth:`reason` call's routing record (which engine answered, fallbacks, tokens,
+    latency), in order; the result reports them."""
 
     async def reason(
         self,
@@ -87,9 +90,19 @@ class TaskContext:
         max_tokens: int = 256,
     ) -> OutputT:
         """Ask the configured engine, count the tokens, return the validated output."""
-        reasoned = await self.engine.reason(
-            prompt, output_model, system=system, max_tokens=max_tokens
-        )
+        try:
+            reasoned = await self.engine.reason(
+                prompt, output_model, system=system, max_tokens=max_tokens,
+                workflow_id=self.workflow_id,
+            )  # fmt: skip
+        except EngineError as exc:
+            # A routed call that no engine answered still says which ones were tried.
+            tried = getattr(exc, "routing", None)
+            if isinstance(tried, ReasoningCall):
+                self.reasoning = (*self.reasoning, tried)
+            raise
+        if reasoned.routing is not None:
+            self.reasoning = (*self.reasoning, reasoned.routing)
         self.usage = TokenUsage(
             prompt_tokens=self.usage.prompt_tokens + reasoned.usage.prompt_tokens,
             completion_tokens=self.usage.completion_tokens + reasoned.usage.completion_tokens,

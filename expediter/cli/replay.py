@@ -18,6 +18,7 @@ differs). Mounted by :mod:`expediter.cli` with :func:`register`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -37,6 +38,7 @@ from expediter.authoring.loading import load_agent
 from expediter.cli.output import console, emit_json, err_console, wide_console
 from expediter.errors import ConfigurationError
 from expediter.messaging.partitionreading import Record
+from expediter.reasoning.choosing import candidate_settings
 from expediter.replaying import (
     DiffReport,
     HistoryReader,
@@ -55,7 +57,7 @@ from expediter.replaying import (
     trace_workflow,
 )
 from expediter.replaying.rendering import check_writable
-from expediter.settings import KafkaSettings
+from expediter.settings import EngineSettings, KafkaSettings
 
 __all__ = ["diff", "json_errors", "progress_bars", "register", "replay", "trace"]
 
@@ -202,6 +204,14 @@ def replay(
     timeout: Annotated[
         float, typer.Option(min=1, help="With --run: seconds to wait for the shadow results.")
     ] = 300.0,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="With --run: the engine the shadow worker runs instead of the configured one: "
+            "a route of EXPEDITER_ENGINE_ROUTES by name, a kind (rules, llama, openai), or a "
+            'JSON route such as \'{"kind": "openai", "model": "next"}\'.'
+        ),
+    ] = None,
 ) -> None:
     """Print a range of any topic, or re-run it into shadow topics. Never moves a group."""
     selection = Selection(
@@ -213,13 +223,18 @@ def replay(
         raise ConfigurationError("--into goes with --rerun: add --rerun, or drop --into")
     if run is not None and not rerun:
         raise ConfigurationError("--run goes with --rerun: add --rerun --into PREFIX")
+    if engine is not None and run is None:
+        raise ConfigurationError(
+            "--engine chooses the engine of the shadow worker that --run starts: add --rerun "
+            "--into PREFIX --run agents/<agent>.py"
+        )
     if rerun:
         if into is None:
             raise ConfigurationError("--rerun needs --into PREFIX, e.g. --into shadow.")
         if output is not None:
             raise ConfigurationError("--output prints a range; --rerun publishes it: pick one")
         with json_errors(json_):
-            _rerun(selection, into, run, timeout, json_)
+            _rerun(selection, into, run, timeout, json_, engine)
         return
     chosen = format_ or (Format.jsonl if json_ or output is not None else Format.timeline)
     if output is not None:
@@ -279,8 +294,13 @@ async def _write(
     return count
 
 
-def _rerun(selection: Selection, into: str, run: Path | None, timeout: float, json_: bool) -> None:
+def _rerun(
+    selection: Selection, into: str, run: Path | None, timeout: float, json_: bool,
+    engine: str | None,
+) -> None:  # fmt: skip
     target = shadow_target(selection.topic, into)
+    if engine is not None:
+        candidate_settings(EngineSettings.from_env(), engine)  # fails before publishing
     agent = load_agent(run) if run is not None else None
     if agent is not None and agent.capability != target.capability:
         raise ConfigurationError(
@@ -303,7 +323,9 @@ def _rerun(selection: Selection, into: str, run: Path | None, timeout: float, js
                 )
             report, marks = await publish_shadow(settings, reader, records, target)
         if agent is not None:
-            report = await run_shadow(settings, report, agent, marks, timeout=timeout)
+            report = await run_shadow(
+                settings, report, agent, marks, timeout=timeout, engine=engine
+            )
         return report
 
     report = asyncio.run(go())
@@ -321,7 +343,8 @@ def _rerun(selection: Selection, into: str, run: Path | None, timeout: float, js
         )
     if report.ran:
         console.print(
-            f"shadow worker: {report.succeeded} succeeded, {report.failed} failed "
+            ("" if report.engine is None else f"engine {report.engine}: ")
+            + f"shadow worker: {report.succeeded} succeeded, {report.failed} failed "
             f"({report.unrecorded} asked for unrecorded tool calls), {report.dead_lettered} "
             f"dead-lettered, in {report.seconds:.1f}s",
             highlight=False,
@@ -393,15 +416,21 @@ def diff(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when any task is not identical.")
     ] = False,
+    examples: Annotated[
+        int, typer.Option(min=0, help="Disagreements shown per field (agreement figures).")
+    ] = 3,
     json_: JsonFlag = False,
 ) -> None:
-    """Compare a shadow re-run's results with the originals, field by field."""
+    """Compare a shadow re-run's results with the originals, field by field, and say how often
+    each field agrees (the figures that judge a candidate engine)."""
     with json_errors(json_):
 
         async def go() -> DiffReport:
             async with HistoryReader(KafkaSettings()) as reader:
                 with progress_bars() as bars:
-                    return await diff_shadow(reader, prefix, against=against, progress=bars)
+                    return await diff_shadow(
+                        reader, prefix, against=against, progress=bars, examples=examples
+                    )
 
         report = asyncio.run(go())
     if json_:
@@ -414,6 +443,7 @@ def diff(
                 "\n".join(change.text() for change in task.changes),
             )  # fmt: skip
         wide_console().print(table)
+        _print_agreement(report)
         console.print(
             f"{report.shadow_results} against {report.original_results}: "
             f"{report.count('identical')} identical, {report.count('changed')} changed, "
@@ -423,3 +453,25 @@ def diff(
         )
     if exit_code and report.differs:
         raise typer.Exit(1)
+
+
+def _print_agreement(report: DiffReport) -> None:
+    if not report.fields:
+        return
+    table = Table("field", "agreed", "rate", "disagreements (original → shadow)")
+    for tally in report.fields:
+        shown = "\n".join(
+            f"{example.task_id[:8]}: {_short(example.original)} → {_short(example.shadow)}"
+            for example in tally.examples
+        )
+        table.add_row(tally.path, f"{tally.agreed}/{tally.compared}", f"{tally.rate:.0%}", shown)
+    wide_console().print(table)
+    for side, counts in report.engines.items():
+        if counts:
+            answered = ", ".join(f"{engine} {n}" for engine, n in counts.items())
+            console.print(f"{side} answered by: {answered}", highlight=False)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text if len(text) <= 60 else text[:59] + "…"

@@ -49,7 +49,7 @@ def worker(
         settings = settings.model_copy(update={"instance": instance})
     configure_logging(json_logs=settings.json_logs if json_logs is None else json_logs)
     agent = load_agent(path)
-    engine = engine_from_settings(EngineSettings(), rules=agent.rules)
+    engine = engine_from_settings(EngineSettings.from_env(), rules=agent.rules)
     running = Worker(agent, engine, kafka=KafkaSettings(), settings=settings)
     looping.run(_serve(running), settings.event_loop)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,18 +23,19 @@ from pydantic import BaseModel, ValidationError
 
 from expediter.errors import ConfigurationError, EngineError
 from expediter.events import TokenUsage
+from expediter.reasoning.faults import EngineFault
+from expediter.reasoning.grammars import grammar_schema as _grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
 from expediter.settings import EngineSettings
 
-__all__ = ["LlamaEngine"]
+__all__ = ["DEFAULT_MODEL", "LlamaEngine"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _INSTALL = "pip install 'expediter[llm]'"
-_MAX_ENUM = 256
-"""Wider integer ranges stay plain integers (checked after generation): a longer alternation
-would make the grammar, and every sampled token, slower."""
+DEFAULT_MODEL = "gemma-3-270m-q4_k_m.gguf"
+"""The file the default model package assembles: the model's name before ``start()``."""
 
 
 def _default_model_path() -> Path:
@@ -50,43 +50,15 @@ def _default_model_path() -> Path:
     return Path(assemble())
 
 
-def _grammar_schema(schema: Any) -> Any:
-    """``schema`` with each small bounded integer range spelled out as an enum.
-
-    llama-cpp-python's schema-to-grammar converter ignores minimum and maximum, so a bounded
-    integer would be checked only after generation; as an enum the grammar holds the model to it.
-    """
-    if isinstance(schema, list):
-        return [_grammar_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    rewritten = {key: _grammar_schema(value) for key, value in schema.items()}
-    if rewritten.get("type") != "integer" or "enum" in rewritten:
-        return rewritten
-    lows, highs = [], []
-    if isinstance(bound := rewritten.get("minimum"), int | float):
-        lows.append(math.ceil(bound))
-    if isinstance(bound := rewritten.get("exclusiveMinimum"), int | float):
-        lows.append(math.floor(bound) + 1)
-    if isinstance(bound := rewritten.get("maximum"), int | float):
-        highs.append(math.floor(bound))
-    if isinstance(bound := rewritten.get("exclusiveMaximum"), int | float):
-        highs.append(math.ceil(bound) - 1)
-    if not lows or not highs or min(highs) - max(lows) >= _MAX_ENUM:
-        return rewritten
-    step = rewritten.get("multipleOf", 1)
-    values = [n for n in range(max(lows), min(highs) + 1) if n % step == 0]
-    return {"enum": values} if values else rewritten
-
-
 class LlamaEngine:
     """A :class:`~expediter.reasoning.protocol.ReasoningEngine` running a GGUF model in process.
 
     ``load_seconds`` and ``warmup_seconds`` say what the last ``start()`` cost (0 before).
     """
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: EngineSettings, *, name: str = "llama") -> None:
         self._settings = settings
+        self._name = name
         self._llm: Any = None
         self._grammar_type: Any = None
         self._grammars: dict[type[BaseModel], Any] = {}
@@ -101,7 +73,13 @@ class LlamaEngine:
 
     @property
     def name(self) -> str:
-        return "llama"
+        return self._name
+
+    @property
+    def model(self) -> str:
+        """The GGUF file's name (the default model's before ``start()`` assembles it)."""
+        path = self.model_path or self._settings.model_path
+        return path.name if path is not None else DEFAULT_MODEL
 
     async def start(self) -> None:
         """Load the model and run one tiny generation; a second call keeps the loaded model."""
@@ -174,6 +152,7 @@ class LlamaEngine:
         *,
         system: str | None = None,
         max_tokens: int = 256,
+        workflow_id: str | None = None,
     ) -> Reasoned[OutputT]:
         async with self._lock:
             llm = self._llm
@@ -226,9 +205,10 @@ class LlamaEngine:
                 if choice.get("finish_reason") == "length"
                 else "tighten the output model (bounds, enums) or use a stronger model"
             )
-            raise EngineError(
+            raise EngineFault(
                 f"the llama model's answer is not a valid {output_model.__name__} "
                 f"({detail}; answer {content[:200]!r}); {hint}",
+                reason="invalid-output",
                 retriable=False,
             ) from exc
         usage = reply.get("usage") or {}

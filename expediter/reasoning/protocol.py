@@ -14,7 +14,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
-from expediter.events import TokenUsage
+from expediter.events import ReasoningCall, TokenUsage
 
 __all__ = ["OutputT", "Reasoned", "ReasoningEngine", "RuleBook"]
 
@@ -27,6 +27,9 @@ class Reasoned(Generic[OutputT]):
 
     output: OutputT
     usage: TokenUsage = field(default_factory=TokenUsage)
+    routing: ReasoningCall | None = None
+    """Which engine answered and how (set by :class:`~expediter.reasoning.RoutingEngine`, which
+    the worker puts in front of every engine); it goes into the result event."""
 
 
 RuleBook = Callable[[str, type[BaseModel]], BaseModel]
@@ -40,11 +43,18 @@ class ReasoningEngine(Protocol):
 
     ``start()`` and ``stop()`` are idempotent. ``reason`` raises
     :class:`~expediter.errors.EngineError` (retriable for transport failures, permanent when the
-    model's output cannot be made valid).
+    model's output cannot be made valid); an
+    :class:`~expediter.reasoning.faults.EngineFault` says why, so that routing can fall back.
     """
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def model(self) -> str:
+        """The model it answers with (a served model's or a GGUF file's name), for results,
+        ``trace`` and /metrics."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -57,4 +67,8 @@ class ReasoningEngine(Protocol):
         *,
         system: str | None = None,
         max_tokens: int = 256,
-    ) -> Reasoned[OutputT]: ...
+        workflow_id: str | None = None,
+    ) -> Reasoned[OutputT]:
+        """``workflow_id`` keeps one workflow's calls on one side of a traffic split; engines
+        that do not route ignore it."""
+        ...

@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from expediter.errors import EngineError
 from expediter.events import TokenUsage
+from expediter.reasoning.faults import EngineFault
+from expediter.reasoning.grammars import grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
 from expediter.settings import EngineSettings
 
@@ -33,6 +35,12 @@ def _schema_name(output_model: type[Any]) -> str:
     return _SCHEMA_NAME_UNSAFE.sub("_", output_model.__name__)[:64] or "output"
 
 
+def _wants_json_object(status: int, text: str) -> bool:
+    """The reply of llama-cpp-python's server (422, or 500 in 0.3.x) to a response_format it
+    does not take: its validation error names the field and the formats it accepts."""
+    return status in (400, 422, 500) and "response_format" in text and "json_object" in text
+
+
 def _int_field(usage: Any, key: str) -> int:
     value = usage.get(key) if isinstance(usage, dict) else None
     return value if isinstance(value, int) and value >= 0 else 0
@@ -42,14 +50,19 @@ class OpenAICompatibleEngine:
     """A :class:`~expediter.reasoning.protocol.ReasoningEngine` that POSTs to
     ``{base_url}/chat/completions`` over one pooled aiohttp session."""
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: EngineSettings, *, name: str = "openai") -> None:
         self._settings = settings
+        self._name = name
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def name(self) -> str:
-        return "openai"
+        return self._name
+
+    @property
+    def model(self) -> str:
+        return self._settings.model
 
     async def start(self) -> None:
         """Open the connection pool; a second call keeps the first pool."""
@@ -75,6 +88,7 @@ class OpenAICompatibleEngine:
         *,
         system: str | None = None,
         max_tokens: int = 256,
+        workflow_id: str | None = None,
     ) -> Reasoned[OutputT]:
         if self._session is None:
             raise EngineError(
@@ -89,14 +103,7 @@ class OpenAICompatibleEngine:
             "messages": messages,
             "temperature": self._settings.temperature,
             "max_tokens": max_tokens,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": _schema_name(output_model),
-                    "schema": output_model.model_json_schema(),
-                    "strict": True,
-                },
-            },
+            "response_format": self._response_format(output_model),
         }
         reply = await self._post(body)
         content, finish_reason, usage = self._unpack(reply)
@@ -116,12 +123,24 @@ class OpenAICompatibleEngine:
                 if finish_reason == "length"
                 else "check that the server applies response_format (vLLM, llama-server do)"
             )
-            raise EngineError(
+            raise EngineFault(
                 f"{self._url} returned output that is not a valid {output_model.__name__} "
                 f"({detail}); {hint}",
+                reason="invalid-output",
                 retriable=False,
             ) from exc
         return Reasoned(output=output, usage=usage)
+
+    def _response_format(self, output_model: type[Any]) -> dict[str, Any]:
+        schema = output_model.model_json_schema()
+        if self._settings.response_format == "json_object":
+            # llama.cpp's servers turn the schema into a grammar whose converter ignores integer
+            # bounds: small ranges go as enums, as the in-process engine sends them.
+            return {"type": "json_object", "schema": grammar_schema(schema)}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": _schema_name(output_model), "schema": schema, "strict": True},
+        }
 
     async def _post(self, body: dict[str, Any]) -> Any:
         assert self._session is not None
@@ -130,15 +149,17 @@ class OpenAICompatibleEngine:
                 text = await response.text()
                 status = response.status
         except TimeoutError as exc:
-            raise EngineError(
+            raise EngineFault(
                 f"{self._url} did not answer within {self._settings.timeout:g} s: the server is "
                 "overloaded or the model is slow; raise EXPEDITER_ENGINE_TIMEOUT or add replicas",
+                reason="timeout",
                 retriable=True,
             ) from exc
         except aiohttp.ClientError as exc:
-            raise EngineError(
+            raise EngineFault(
                 f"cannot reach the engine at {self._url} ({type(exc).__name__}: {exc}): start the "
                 "server or point EXPEDITER_ENGINE_BASE_URL at it",
+                reason="transport",
                 retriable=True,
             ) from exc
         if status != 200:
@@ -146,18 +167,29 @@ class OpenAICompatibleEngine:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise EngineError(
+            raise EngineFault(
                 f"{self._url} answered 200 with a body that is not JSON ({text[:_BODY_EXCERPT]!r}):"
                 " check that EXPEDITER_ENGINE_BASE_URL points at an OpenAI-compatible /v1 root",
+                reason="malformed-reply",
                 retriable=False,
             ) from exc
 
     def _status_error(self, status: int, text: str) -> EngineError:
         excerpt = text[:_BODY_EXCERPT]
-        if status == 429 or status >= 500:
+        if _wants_json_object(status, text) and self._settings.response_format == "json_schema":
+            # llama-cpp-python's server answers 500 to a json_schema request: not a failing
+            # server but a refused request, which no retry or fallback cures.
             return EngineError(
+                f"{self._url} refused response_format json_schema ({status}: {excerpt!r}): this "
+                "server wants json_object (llama-cpp-python's server); set "
+                "EXPEDITER_ENGINE_RESPONSE_FORMAT=json_object (or the route's response_format)",
+                retriable=False,
+            )
+        if status == 429 or status >= 500:
+            return EngineFault(
                 f"{self._url} answered {status} ({excerpt!r}): the server is busy or failing; "
                 "the task is retried",
+                reason="server-error",
                 retriable=True,
             )
         if status in (401, 403):
@@ -179,16 +211,18 @@ class OpenAICompatibleEngine:
             choice = reply["choices"][0]
             content = choice["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise EngineError(
+            raise EngineFault(
                 f"{self._url} answered without choices[0].message.content "
                 f"({str(reply)[:_BODY_EXCERPT]!r}): check that EXPEDITER_ENGINE_BASE_URL points "
                 "at an OpenAI-compatible chat completions API",
+                reason="malformed-reply",
                 retriable=False,
             ) from exc
         if not isinstance(content, str):
-            raise EngineError(
+            raise EngineFault(
                 f"{self._url} answered with empty content (a refusal or a tool call?): the model "
                 "must answer in text; check EXPEDITER_ENGINE_MODEL",
+                reason="invalid-output",
                 retriable=False,
             )
         usage_field = reply.get("usage") if isinstance(reply, dict) else None

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from expediter.errors import EngineError
 from expediter.events import TokenUsage
+from expediter.reasoning.faults import EngineFault
 from expediter.reasoning.protocol import OutputT, Reasoned, RuleBook
 
 __all__ = ["RuleEngine"]
@@ -30,6 +31,11 @@ class RuleEngine:
     def name(self) -> str:
         return self._name
 
+    @property
+    def model(self) -> str:
+        """No model: the agent's rulebook answers."""
+        return "rulebook"
+
     async def start(self) -> None:
         """Nothing to load; present so the worker treats every engine alike."""
 
@@ -43,6 +49,7 @@ class RuleEngine:
         *,
         system: str | None = None,
         max_tokens: int = 256,
+        workflow_id: str | None = None,
     ) -> Reasoned[OutputT]:
         if self._rules is None:
             raise EngineError(
@@ -53,10 +60,11 @@ class RuleEngine:
             )
         answer = self._rules(prompt, output_model)
         if not isinstance(answer, output_model):
-            raise EngineError(
+            raise EngineFault(
                 f"the agent's `rules=` returned {type(answer).__name__} where "
                 f"{output_model.__name__} was asked for: make the rule return an instance of the "
                 "output model it is called with",
+                reason="invalid-output",
                 retriable=False,
             )
         try:
@@ -64,9 +72,10 @@ class RuleEngine:
             # dump holds rules to the same contract a model's output meets.
             output = output_model.model_validate(answer.model_dump(mode="json"))
         except ValidationError as exc:
-            raise EngineError(
+            raise EngineFault(
                 f"the agent's `rules=` returned an invalid {output_model.__name__}: {exc}; "
                 "fix the rule so that its answer validates",
+                reason="invalid-output",
                 retriable=False,
             ) from exc
         # Deterministic stand-ins for token counts, so metrics and cost reports are exercised

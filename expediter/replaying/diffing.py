@@ -9,6 +9,9 @@ values. Ids, times, durations and token counts differ on every run and are not c
 
 The original results are read from the time of the earliest shadow task on (less a margin for
 clock skew), not from the start of the topic. Use it after a prompt, model or code change.
+The report also gives, per field, how often the shadow agrees with the originals, with examples
+of disagreement, and which engines answered each side (:mod:`expediter.replaying.agreeing`):
+the figures that judge a candidate engine re-run with ``replay --rerun --engine``.
 Called by expediter.cli.replay.
 """
 
@@ -18,12 +21,14 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from expediter.errors import ConfigurationError
 from expediter.messaging import TopicNames
 from expediter.messaging.partitionreading import Progress, Record
+from expediter.replaying.agreeing import FieldAgreement, Pair, agreement, engines_answering
 from expediter.replaying.reading import HistoryReader
 from expediter.replaying.rerunning import SHADOW_HEADER, shadow_target
 from expediter.replaying.selecting import Selection
@@ -81,6 +86,10 @@ class DiffReport:
     shadow_results: str
     original_results: str
     tasks: tuple[TaskDiff, ...]
+    fields: tuple[FieldAgreement, ...] = ()
+    """Per field, how often the shadow results agree with the originals."""
+    engines: dict[str, dict[str, int]] = dataclass_field(default_factory=dict)
+    """``original`` and ``shadow``: reasoning calls answered per ``engine/model``."""
 
     def count(self, state: TaskState) -> int:
         return sum(1 for task in self.tasks if task.state == state)
@@ -100,6 +109,8 @@ class DiffReport:
             "changed": self.count("changed"),
             "no_original": self.count("no-original"),
             "pending": self.count("pending"),
+            "agreement": [tally.as_dict() for tally in self.fields],
+            "engines": self.engines,
             "tasks": [task.as_dict() for task in self.tasks],
         }
 
@@ -139,8 +150,10 @@ async def diff_shadow(
     *,
     against: str | None = None,
     progress: Callable[[str, int], Progress] | None = None,
+    examples: int = 3,
 ) -> DiffReport:
-    """Compare the results under ``prefix`` with the originals they re-ran."""
+    """Compare the results under ``prefix`` with the originals they re-ran; ``examples``
+    disagreements are kept per field."""
     if not prefix:
         raise ConfigurationError(
             "give the shadow prefix that `expediter replay --rerun --into PREFIX` used"
@@ -198,6 +211,7 @@ async def diff_shadow(
         tasks,
     )
     diffs = []
+    pairs = []
     for task_id, (workflow_id, step_id, _) in tasks.items():
         new, old = shadow_results.get(task_id), originals.get(task_id)
         if new is None:
@@ -205,6 +219,7 @@ async def diff_shadow(
         elif old is None:
             diffs.append(TaskDiff(task_id, workflow_id, step_id, "no-original"))
         else:
+            pairs.append(Pair(task_id, workflow_id, old, new))
             changes = tuple(compare(_outcome(old), _outcome(new)))
             state: TaskState = "changed" if changes else "identical"
             diffs.append(TaskDiff(task_id, workflow_id, step_id, state, changes))
@@ -214,6 +229,11 @@ async def diff_shadow(
         shadow_results=shadow.results,
         original_results=original.results,
         tasks=tuple(diffs),
+        fields=tuple(agreement(pairs, examples=examples)),
+        engines={
+            "original": engines_answering(pair.original for pair in pairs),
+            "shadow": engines_answering(pair.shadow for pair in pairs),
+        },
     )
 
 

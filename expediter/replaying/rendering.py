@@ -184,7 +184,7 @@ def summary(kind: str, document: Any, value: bytes | None = None) -> str:
         outcome = get("output") if get("status") == "succeeded" else get("error")
         text = (
             f"{get('status')} {get('capability')} {step} attempt {get('attempt', 1)} "
-            f"({get('duration_ms', 0)} ms): {_compact(outcome)}"
+            f"({get('duration_ms', 0)} ms){_engines(get('reasoning'))}: {_compact(outcome)}"
         )
     elif kind == "dead-letter":
         text = (
@@ -198,6 +198,24 @@ def summary(kind: str, document: Any, value: bytes | None = None) -> str:
     else:
         text = _compact(document)
     return _short(" ".join(text.split()))
+
+
+def _engines(calls: Any) -> str:
+    """`` via local/gemma (fallback from hosted: timeout)`` for a result's reasoning calls."""
+    if not isinstance(calls, list) or not calls:
+        return ""
+    parts = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        engine = call.get("engine")
+        text = f"{engine}/{call.get('model')}" if engine else "no engine"
+        failures = [f for f in call.get("failures") or () if isinstance(f, dict)]
+        if failures:
+            why = ", ".join(f"{f.get('engine')}: {f.get('reason')}" for f in failures)
+            text += f" (fallback from {why})" if engine else f" ({why})"
+        parts.append(text)
+    return " via " + "; ".join(parts) if parts else ""
 
 
 def _compact(data: Any) -> str:

@@ -19,7 +19,13 @@ one did not) fails the shadow task with ``shadow-unrecorded`` instead of running
 never acts on the world and never writes to the original ledger. A plain ``expediter worker``
 with ``EXPEDITER_LEDGER_TOPIC`` does reuse the records, but it would run unrecorded calls.
 
-Then ``expediter diff <prefix>`` (:mod:`expediter.replaying.diffing`) compares the outputs.
+``--engine`` runs the shadow worker on another engine than the deployment's: a route of
+``EXPEDITER_ENGINE_ROUTES`` by name, a kind, or a JSON route (``candidate_settings``), alone (no
+fallback, so every shadow answer is the candidate's). That is how a candidate model is judged
+on recorded traffic before it takes any live traffic.
+
+Then ``expediter diff <prefix>`` (:mod:`expediter.replaying.diffing`) compares the outputs,
+with per-field agreement figures.
 Called by expediter.cli.replay.
 """
 
@@ -52,7 +58,7 @@ from expediter.errors import (
 from expediter.events import TaskEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.messaging.partitionreading import Record
-from expediter.reasoning import engine_from_settings
+from expediter.reasoning import candidate_settings, engine_from_settings
 from expediter.replaying.deadlines import ORIGINAL_DEADLINE_HEADER, iso_deadline, with_deadline
 from expediter.replaying.reading import HistoryReader
 from expediter.settings import EngineSettings, KafkaSettings, WorkerSettings
@@ -146,6 +152,8 @@ class RerunReport:
     deadlines_cleared: int = 0
     """Shadow tasks whose original had a deadline, which the copy does not keep."""
     seconds: float = 0.0
+    engine: str | None = None
+    """The engine the shadow worker ran (``--engine``), or None for the deployment's own."""
 
     def worker_command(self) -> str:
         return (
@@ -167,6 +175,7 @@ class RerunReport:
             "dead_lettered": self.dead_lettered,
             "unrecorded": self.unrecorded,
             "deadlines_cleared": self.deadlines_cleared,
+            "engine": self.engine,
             "seconds": round(self.seconds, 3),
             "next": f"expediter diff {self.into}",
         }
@@ -279,9 +288,11 @@ async def run_shadow(
     marks: dict[TopicPartition, int],
     *,
     timeout: float = 300.0,
+    engine: str | None = None,
 ) -> RerunReport:
     """Run ``agent`` in-process on the shadow topics until every shadow task has a result or a
-    dead letter, then stop it (drained, committed, out of the shadow group)."""
+    dead letter, then stop it (drained, committed, out of the shadow group). ``engine`` names
+    the engine to run instead of the configured one (see :func:`candidate_settings`)."""
     if agent.capability != report.capability:
         raise ConfigurationError(
             f"--run: the agent's capability is {agent.capability!r}, the tasks are "
@@ -296,8 +307,12 @@ async def run_shadow(
             "static_membership": False,
         }
     )
-    engine = engine_from_settings(EngineSettings(), rules=agent.rules)
-    worker = Worker(recorded_only(agent), engine, kafka=settings, settings=worker_settings)
+    engine_settings = EngineSettings.from_env()
+    if engine is not None:
+        engine_settings = candidate_settings(engine_settings, engine)
+        report.engine = engine
+    running_engine = engine_from_settings(engine_settings, rules=agent.rules)
+    worker = Worker(recorded_only(agent), running_engine, kafka=settings, settings=worker_settings)
     started = time.monotonic()
     running = asyncio.create_task(worker.run())
     try:

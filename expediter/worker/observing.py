@@ -22,7 +22,7 @@ import bisect
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Self
 
@@ -38,7 +38,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from expediter.errors import ConfigurationError, ExpediterError
+from expediter.reasoning.metering import EngineMeter
 from expediter.settings import WorkerSettings
+from expediter.worker.metering import EngineCollector
 
 __all__ = [
     "TASK_SECONDS_BUCKETS",
@@ -341,6 +343,11 @@ class WorkerMetrics:
             self._prompt_tokens.inc(prompt)
         if completion:
             self._completion_tokens.inc(completion)
+
+    def watch_engines(self, meters: Iterable[EngineMeter]) -> None:
+        """Serve the routing engine's per-engine counts too (:mod:`expediter.worker.metering`);
+        once per worker."""
+        self.registry.register(EngineCollector(self.capability, meters))
 
     def dead_lettered(self, reason: str) -> None:
         """A record went to the DLQ: a poison record that never became a task, or a task that

@@ -47,6 +47,7 @@ from expediter.events import Producer, TaskEvent
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.messaging.topology import TopicMetadata
 from expediter.reasoning.protocol import ReasoningEngine
+from expediter.reasoning.routing import RoutingEngine
 from expediter.settings import KafkaSettings, WorkerSettings
 from expediter.tools import ToolBox, ToolLedger
 from expediter.worker.committing import Committer
@@ -88,7 +89,9 @@ class Worker:
         log: logging.Logger | None = None,
     ) -> None:
         self.agent = agent
-        self.engine = engine
+        # Every call goes through a router, one engine or several: each is recorded in its
+        # result and counted per engine on /metrics.
+        self.engine = engine if isinstance(engine, RoutingEngine) else RoutingEngine.single(engine)
         self.kafka = kafka
         self.settings = settings
         self.log = log or logging.getLogger(f"expediter.worker.{agent.capability}")
@@ -100,6 +103,7 @@ class Worker:
         self.producer_info = Producer(name=agent.name, version=agent.version)
         self.health = HealthState(settings)
         self.metrics = WorkerMetrics(agent.capability, self.health)
+        self.metrics.watch_engines(self.engine.meters.values())
         self.server = ObservabilityServer(self.metrics, settings)
         self.registration: Registration | None = None
         """This worker's registry card, once published."""
