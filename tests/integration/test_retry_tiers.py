@@ -35,9 +35,13 @@ async def names(kafka: Broker) -> TopicNames:
     await create_topics(kafka.settings, names, "probe", partitions=1)
     admin = AIOKafkaAdminClient(**client_options(kafka.settings))
     async with connected(admin, kafka.settings):
-        await admin.create_topics(
-            [NewTopic(f"{names.prefix}retry.probe.{n}s", 1, 1) for n in (2, 4)]
-        )
+        tiers = [f"{names.prefix}retry.probe.{n}s" for n in (2, 4)]
+        await admin.create_topics([NewTopic(tier, 1, 1) for tier in tiers])
+        # The worker looks for its tiers once, at start: wait until the broker lists them.
+        for _ in range(300):
+            if set(tiers) <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.1)
     return names
 
 
