@@ -22,6 +22,7 @@ from expediter.cli import (
     operator,
     orchestrating,
     replay,
+    scaler,
     schemas,
     supervising,
     topics,
@@ -60,6 +61,7 @@ app.command(name="submit")(orchestrating.submit)
 app.command(name="status")(orchestrating.status)
 app.command(name="up")(supervising.up)
 app.command(name="watch")(watching.watch)
+app.command(name="scaler")(scaler.scaler)
 app.command(name="agents")(agents.agents)
 
 

@@ -38,6 +38,7 @@ from expediter.events import (
 )
 from expediter.messaging import TopicNames
 from expediter.reasoning.protocol import ReasoningEngine
+from expediter.scaling.estimating import TokenEstimator
 from expediter.settings import WorkerSettings
 from expediter.worker.delaying import RetryTiers, prior_tries
 from expediter.worker.failing import backoff, dead_letter, failure_result, is_retriable, task_error
@@ -164,6 +165,9 @@ class TaskRunner:
         self.results_topic = names.results
         self.dlq_topic = names.dlq(agent.capability)
         self._succeeded = ResultTemplate(producer)
+        self.estimator = TokenEstimator()
+        """The task's expected tokens when its producer stated none; calibrated on the tokens
+        this worker measures, and recorded on the result next to them (issue 18)."""
 
     async def run(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
         started = time.monotonic()
@@ -310,10 +314,13 @@ class TaskRunner:
                 failed = self._failed(record, task, trace, error, reason, tries, ctx, started)
                 failed.retries = retries  # this delivery's; a tier's earlier tries were counted
                 return failed
+            size = len(record.value or b"")
+            estimate = self.estimator.estimate(size, record.headers)
+            self.estimator.observe(size, ctx.usage.prompt_tokens + ctx.usage.completion_tokens)
             succeeded = self._succeeded.record(
                 task, output, attempt=task.attempt, usage=ctx.usage, trace=trace,
                 duration_ms=int((time.monotonic() - started) * 1000), tries=tries,
-                reasoning=ctx.reasoning,
+                estimate=(estimate.tokens, estimate.source, size),
             )  # fmt: skip
             if len(succeeded.value) > self.settings.max_record_bytes:
                 # Published, it would fail the whole transaction and stall every partition.
@@ -344,8 +351,6 @@ class TaskRunner:
     ) -> Outcome:
         duration_ms = int((time.monotonic() - started) * 1000)
         result = failure_result(task, self.producer, error, duration_ms=duration_ms, tries=tries)
-        if ctx.reasoning:  # which engines were tried, and why each failed
-            result = result.model_copy(update={"reasoning": list(ctx.reasoning)})
         detail = f"{error.code} (after {tries} tries): {error.message}"
         letter = dead_letter(record, self.producer, reason=reason, detail=detail, task=task)
         return Outcome(
