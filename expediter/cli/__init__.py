@@ -61,8 +61,8 @@ app.command(name="submit")(orchestrating.submit)
 app.command(name="status")(orchestrating.status)
 app.command(name="up")(supervising.up)
 app.command(name="watch")(watching.watch)
-app.command(name="scaler")(scaler.scaler)
 app.command(name="agents")(agents.agents)
+app.command(name="scaler")(scaler.scaler)
 
 
 def main() -> None:

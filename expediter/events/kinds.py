@@ -24,6 +24,9 @@ __all__ = [
     "AgentResources",
     "DeadLetter",
     "DeadLetterReason",
+    "EngineFailure",
+    "FallbackReason",
+    "ReasoningCall",
     "ResultEvent",
     "TaskError",
     "TaskEvent",
@@ -72,6 +75,64 @@ class TokenUsage(BaseModel):
     completion_tokens: Annotated[int, Field(ge=0)] = 0
 
 
+FallbackReason = Literal[
+    "timeout",
+    "transport",
+    "server-error",
+    "malformed-reply",
+    "invalid-output",
+    "circuit-open",
+]
+"""Why a routed reasoning call moved on from an engine to the next one:
+
+- ``timeout``: no answer within the engine's timeout;
+- ``transport``: the server could not be reached or dropped the connection;
+- ``server-error``: it answered 5xx, or 429 (busy);
+- ``malformed-reply``: its reply is not JSON, or not a chat completion;
+- ``invalid-output``: the answer is not a valid instance of the output model asked for;
+- ``circuit-open``: its circuit breaker was open, so it was skipped without a call.
+"""
+
+EngineName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class EngineFailure(BaseModel):
+    """One engine that was tried (or skipped) during a reasoning call and did not answer."""
+
+    model_config = _FROZEN
+
+    engine: EngineName
+    """The route's name, as configured (``EXPEDITER_ENGINE_ROUTES``)."""
+    model: Annotated[str, Field(max_length=256)]
+    reason: Literal[FallbackReason, "refused"]
+    """A :data:`FallbackReason`, or ``refused`` for an error that is not one (a 4xx, a prompt
+    too long, no rulebook): such an error ends the call instead of falling back."""
+    detail: Annotated[str, Field(max_length=500)] = ""
+    latency_ms: Annotated[int, Field(ge=0)] = 0
+
+
+class ReasoningCall(BaseModel):
+    """Which engine answered one ``ctx.reason`` call of a task, and how it got there."""
+
+    model_config = _FROZEN
+
+    engine: EngineName | None
+    """The route that answered; None when none did (the task then failed)."""
+    model: Annotated[str, Field(max_length=256)] | None
+    """The model that answered: a served model's name or a GGUF file's name."""
+    split: Literal["primary", "candidate"] | None = None
+    """With a traffic split: the arm this call's workflow is on (sticky per workflow)."""
+    fallback: bool = False
+    """True when the answer came from another engine than the first one in the call's order."""
+    failures: list[EngineFailure] = Field(default_factory=list)
+    """The engines tried or skipped before the one that answered (or all of them), in order:
+    why each fell back."""
+    latency_ms: Annotated[int, Field(ge=0)] = 0
+    """The whole call, fallbacks included."""
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    """Tokens of the answering engine."""
+
+
 class ResultEvent(StepEvent, Generic[OutputT]):
     """The outcome of one task: success with ``output``, or failure with ``error``.
 
@@ -91,6 +152,10 @@ class ResultEvent(StepEvent, Generic[OutputT]):
     retry). ``attempt`` is always the attempt the orchestrator dispatched, the identity of the
     step's try, so that a result retried in place is not taken for a late one; the orchestrator
     owns the attempts, the worker only counts its tries within one."""
+    reasoning: list[ReasoningCall] | None = None
+    """The task's reasoning calls, in order (``ctx.reason``): which engine and model answered
+    each, whether it fell back and why, its tokens and latency. None when the handler did not
+    reason (or the result comes from a worker older than this field)."""
     estimated_tokens: Annotated[int, Field(ge=0)] | None = None
     """The work the task was expected to cost, in tokens: the producer's
     ``expediter-expected-tokens`` header, or the agent's estimator. Next to ``usage`` it

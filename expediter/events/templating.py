@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from expediter.events.coding import encode
 from expediter.events.envelope import Producer
-from expediter.events.kinds import ResultEvent, TaskEvent, TokenUsage
+from expediter.events.kinds import ReasoningCall, ResultEvent, TaskEvent, TokenUsage
 from expediter.events.records import OutgoingRecord, event_headers
 from expediter.events.tracing import TraceParent
 
@@ -63,6 +64,7 @@ class ResultTemplate:
     """The records of succeeded results written by ``producer``: ``template.record(task, ...)``."""
 
     def __init__(self, producer: Producer) -> None:
+        self.producer = producer
         prototype = ResultEvent(producer=producer, status="succeeded", **_MARKERS)
         document = encode(prototype)
         cuts: list[tuple[int, int, str]] = []
@@ -94,14 +96,22 @@ class ResultTemplate:
         self, task: TaskEvent[Any], output: BaseModel, *, attempt: int, usage: TokenUsage,
         duration_ms: int, trace: TraceParent, event_id: uuid.UUID | None = None,
         created_at: datetime | None = None, tries: int = 1,
-        estimate: tuple[int, str, int] | None = None,
+        reasoning: Sequence[ReasoningCall] = (), estimate: tuple[int, str, int] | None = None,
     ) -> OutgoingRecord:  # fmt: skip
         """The result record of ``task``, equal to ``to_record(ResultEvent(...), trace=trace)``.
 
         ``estimate`` is (estimated tokens, its source, the task record's bytes), or None.
 
         ``event_id`` and ``created_at`` (UTC) default to a new id and now, as the model's do.
+        A result with ``reasoning`` records is encoded by the model itself: its task waited for
+        an engine, so the template's saving is nothing next to it.
         """
+        if reasoning:
+            return self._encoded(
+                task, output, attempt=attempt, usage=usage, duration_ms=duration_ms, trace=trace,
+                event_id=event_id, created_at=created_at, tries=tries, reasoning=reasoning,
+                estimate=estimate,
+            )  # fmt: skip
         p = self.pieces
         tokens, source, size = (
             (b"null", b"null", b"null") if estimate is None
@@ -129,6 +139,31 @@ class ResultTemplate:
             p[15],
         ))  # fmt: skip
         return OutgoingRecord(task.workflow_id.encode(), value, [trace.header(), *self._headers])
+
+    def _encoded(
+        self, task: TaskEvent[Any], output: BaseModel, *, attempt: int, usage: TokenUsage,
+        duration_ms: int, trace: TraceParent, event_id: uuid.UUID | None,
+        created_at: datetime | None, tries: int, reasoning: Sequence[ReasoningCall],
+        estimate: tuple[int, str, int] | None = None,
+    ) -> OutgoingRecord:  # fmt: skip
+        optional: dict[str, Any] = {"event_id": event_id} if event_id else {}
+        if estimate is not None:
+            optional.update(estimated_tokens=estimate[0], estimate_source=estimate[1],
+                            input_bytes=estimate[2])  # fmt: skip
+        if created_at is not None:
+            optional["created_at"] = created_at
+        # Parametrised by the output's own model (pydantic caches it), so that the output is
+        # serialised as the template serialises it.
+        model: type[ResultEvent[Any]] = ResultEvent[type(output)]  # type: ignore[misc,assignment]
+        result = model(
+            producer=self.producer, workflow_id=task.workflow_id, step_id=task.step_id,
+            capability=task.capability, attempt=attempt, deadline=task.deadline,
+            task_id=task.event_id, status="succeeded", output=output, usage=usage,
+            duration_ms=duration_ms, tries=tries, reasoning=list(reasoning), **optional,
+        )  # fmt: skip
+        return OutgoingRecord(
+            task.workflow_id.encode(), encode(result), [trace.header(), *self._headers]
+        )
 
 
 def _marker_json(marker: Any) -> bytes:

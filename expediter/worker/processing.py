@@ -320,7 +320,7 @@ class TaskRunner:
             succeeded = self._succeeded.record(
                 task, output, attempt=task.attempt, usage=ctx.usage, trace=trace,
                 duration_ms=int((time.monotonic() - started) * 1000), tries=tries,
-                estimate=(estimate.tokens, estimate.source, size),
+                reasoning=ctx.reasoning, estimate=(estimate.tokens, estimate.source, size),
             )  # fmt: skip
             if len(succeeded.value) > self.settings.max_record_bytes:
                 # Published, it would fail the whole transaction and stall every partition.
@@ -351,6 +351,8 @@ class TaskRunner:
     ) -> Outcome:
         duration_ms = int((time.monotonic() - started) * 1000)
         result = failure_result(task, self.producer, error, duration_ms=duration_ms, tries=tries)
+        if ctx.reasoning:  # which engines were tried, and why each failed
+            result = result.model_copy(update={"reasoning": list(ctx.reasoning)})
         detail = f"{error.code} (after {tries} tries): {error.message}"
         letter = dead_letter(record, self.producer, reason=reason, detail=detail, task=task)
         return Outcome(
