@@ -104,7 +104,10 @@ class ExternalScaler:
                 log.warning("%s/%s: replicas' readiness unknown (%s); none counted as loading",
                             namespace, name, exc)  # fmt: skip
         metric = meter.metric(
-            reading.tokens, throughput=tail.throughput.tokens_per_second, loading=loading
+            reading.tokens,
+            throughput=tail.throughput.tokens_per_second,
+            loading=loading,
+            records=reading.records,
         )
         report = ScalerReport(f"{namespace}/{name}", trigger.capability, reading.tokens,
                               reading.records, metric.throughput, metric)  # fmt: skip

@@ -239,6 +239,28 @@ class Simulation:
                 self._replicas = hpa.desired
         return StepResult(t, reading, previous, self._replicas, changed, keda, hpa)
 
+    def decide(
+        self, t: Seconds, metric: int, active: bool
+    ) -> tuple[int, bool, str | None, HpaDecision | None]:
+        """KEDA's part and the HPA's sync at ``t`` for a metric read by another trigger (an
+        ``external`` one, :mod:`expediter.scaling.worksimulating`), in the units of the HPA's
+        target (``trigger.lag_threshold``). Returns (previous replicas, KEDA changed the count,
+        why, the HPA's decision or None); :attr:`replicas` is the new count."""
+        self._advance(t)
+        self._health.succeeded()
+        if active:
+            self._last_active = t
+        previous = self._replicas
+        changed, keda = self._keda(t, active)
+        hpa: HpaDecision | None = None
+        if not changed:
+            if self._replicas == 0:
+                self._hpa.observe(t, 0)
+            else:
+                hpa = self._hpa.sync(t, self._replicas, metric)
+                self._replicas = hpa.desired
+        return previous, changed, keda, hpa
+
     def fail(self, t: Seconds, error: str, *, reachable: bool = False) -> FailedStep:
         """A KEDA poll at ``t`` whose scaler fails with ``error``, then the HPA's sync.
 

@@ -11,6 +11,8 @@ Two rules ride on top:
 - **GPU cap.** With ``gpus`` and ``replicasPerGpu`` set, the metric is capped at
   ``gpus x replicasPerGpu x target``, so the HPA never asks for replicas no GPU can hold (as KEDA
   caps the lag metric at partitions x lagThreshold).
+- **One replica a task.** A task runs on one replica, so the metric is also capped at the
+  pending tasks x target: four 4,000-token tasks ask for four replicas at most.
 - **Cold start.** A replica still loading its model is not capacity yet, and work that arrives
   while it loads is work nobody serves yet. With AverageValue the HPA ignores readiness, so it
   would add pods for that work, which then load for minutes too. While any replica is loading,
@@ -183,9 +185,13 @@ class WorkMeter:
         *,
         throughput: float | None = None,
         loading: int = 0,
+        records: int | None = None,
     ) -> WorkMetric:
         """One read: ``tokens`` pending, a replica's measured ``throughput`` (None: the
-        trigger's ``tokensPerSecond``), ``loading`` replicas still loading their model."""
+        trigger's ``tokensPerSecond``), ``loading`` replicas still loading their model.
+
+        ``records`` (pending tasks) caps the metric at one replica a task: a task runs on one
+        replica, so four huge tasks never use a fifth replica, however many tokens they hold."""
         trigger = self.trigger
         rate = throughput if throughput and throughput > 0 else trigger.tokens_per_second
         rate *= trigger.concurrency
@@ -193,6 +199,8 @@ class WorkMeter:
         metric = raw
         capped = held = False
         cap = trigger.replica_cap
+        if records is not None:
+            cap = records if cap is None else min(cap, records)
         if cap is not None and metric > cap * trigger.target_drain_seconds:
             metric = cap * trigger.target_drain_seconds
             capped = True

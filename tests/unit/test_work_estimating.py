@@ -222,3 +222,30 @@ def test_the_estimate_is_recorded_on_the_result_next_to_actual_tokens(
     assert fast == to_record(model, trace=trace)
     decoded = decode(fast.value, ResultEvent[Plan])
     assert decoded.estimated_tokens == (None if estimate is None else estimate[0])
+
+
+def test_a_task_runs_on_one_replica_so_few_huge_tasks_ask_for_few() -> None:
+    trigger = parse_external_trigger(
+        {"capability": "planning", "targetDrainSeconds": "10", "tokensPerSecond": "10"}
+    )
+    reading = WorkMeter(trigger).metric(16_000, records=4)
+    assert reading.raw == 1600
+    assert reading.capped
+    assert reading.replicas(10) == 4
+
+
+def test_the_engine_scales_on_the_work_metric_as_keda_and_the_hpa_would() -> None:
+    from expediter.scaling import ScaledObjectSpec
+    from expediter.scaling.worksimulating import WorkSimulation
+
+    trigger = parse_external_trigger(
+        {"capability": "planning", "targetDrainSeconds": "10", "tokensPerSecond": "100"}
+    )
+    simulation = WorkSimulation(trigger, ScaledObjectSpec(max_replica_count=20, cooldown_period=30))
+    assert simulation.step(0, 0).replicas == 0
+    assert simulation.step(1, 900, records=200).replicas == 1  # KEDA: active at 0 -> 1
+    assert simulation.step(2, 900, records=200).replicas == 1  # 9 s of work: one replica
+    # 8,900 tokens: 89 s of work, 9 replicas, reached under KEDA's default HPA rate limits
+    seen = [simulation.step(t, 8900, records=204).replicas for t in range(3, 60, 15)]
+    assert seen[-1] == 9
+    assert seen == sorted(seen)
