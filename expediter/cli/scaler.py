@@ -11,7 +11,7 @@ A ScaledObject uses it with an ``external`` trigger::
           tokensPerSecond: "40"      # a replica's rate until one is measured on results
 
 Binds 127.0.0.1 by default; a cluster Service needs ``--address 0.0.0.0:9090``. Exit code 2 on
-bad options, 1 when the port is taken.
+bad options or an address it cannot listen on.
 """
 
 from __future__ import annotations

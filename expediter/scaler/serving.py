@@ -210,10 +210,15 @@ async def serve(
     """Serve ``scaler`` on ``address`` (host:port) until cancelled."""
     server = grpc.aio.server()
     pb_grpc.add_ExternalScalerServicer_to_server(scaler, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.60 raises where it used to return 0
+        port = 0
     if port == 0:
+        await scaler.stop()
         raise ConfigurationError(
-            f"cannot listen on {address}; pick a free port (--address 127.0.0.1:<port>)"
+            f"cannot listen on {address} (in use, or not an address of this host); pick a "
+            "free one: --address 127.0.0.1:<port>"
         )
     await server.start()
     log.info("external scaler listening on %s", address)
