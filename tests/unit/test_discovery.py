@@ -3,10 +3,15 @@ worker's default instance name (unique per process off Kubernetes, the pod name 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from expediter.events import AgentCard, AgentResources, Producer
-from expediter.messaging import Directory, is_live
+from expediter.messaging import Directory, TopicNames, is_live
+from expediter.orchestrator.discovering import Discovery
+from expediter.settings import KafkaSettings
 from expediter.worker.registering import default_instance
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -65,3 +70,19 @@ def test_on_kubernetes_the_default_instance_is_the_pod_name_so_a_restart_fences(
     env = {"HOSTNAME": "soil-analyzer-7d9f-abcde", "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
     assert default_instance(env, pid=1) == "soil-analyzer-7d9f-abcde"
     assert default_instance(env, pid=7) == "soil-analyzer-7d9f-abcde"
+
+
+def test_the_orchestrator_warns_once_a_minute_per_unserved_capability(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("test.discovery")
+    discovery = Discovery(KafkaSettings(), TopicNames("x."), log)
+    assert discovery.check("flow", "wf-0", ["soil"]) == [], "nothing is known before a read"
+    discovery.directory = Directory(cards=(card("soil", "s-1", 20),), read_at=NOW)
+    with caplog.at_level(logging.WARNING, logger="test.discovery"):
+        assert discovery.check("flow", "wf-1", ["soil", "pest"]) == ["pest"]
+        assert discovery.check("flow", "wf-2", ["pest"]) == ["pest"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, "the second workflow within a minute logs nothing more"
+    assert "wf-1" in warnings[0]
+    assert "pest" in warnings[0]
