@@ -41,6 +41,7 @@ from expediter.messaging import client_options, connected
 from expediter.scaling import FailedStep, Simulation, StepResult, read_scaled_object
 from expediter.settings import KafkaSettings
 from expediter.supervising import LagSample, LagSampler
+from expediter.watching import keda_metric as keda_value
 from tests.cluster.conftest import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,10 @@ SAMPLE_SECONDS = 1.0
 """One sample a second: KEDA polls every second here (pollingInterval 1), the HPA every 2 s."""
 SETTLE_SECONDS = 4.0
 """Settled: the same count for two HPA syncs (2 s each) and four KEDA polls, on both sides."""
+ACTION_SECONDS = 2.0
+"""How long after an action its effect may reach KEDA and this test's reads at different
+moments: a new partition's metadata reached KEDA's DescribeTopics a sample before the metadata
+this test reads. Metrics are compared from then on."""
 READ_TIMEOUT = 3.0
 NO_NODE = {"expediter.io/conformance": "no-node"}
 """A nodeSelector no node matches: pods stay Pending even where a local node runs, so that
@@ -161,8 +166,8 @@ class Sample:
     engine_metric: int | None
     engine_replicas: int
     engine_failures: int
-    acted: bool = False
-    """The first sample after the phase's action was done."""
+    since_action: float | None = None
+    """Seconds since the phase's action was done when this sample began; None while it ran."""
 
 
 @dataclass
@@ -215,6 +220,7 @@ async def run_case(case: Case, cluster: Cluster, kafka: Kafka) -> CaseRun:
     async with connected(AIOKafkaAdminClient(**client_options(kafka.settings)),
                          kafka.settings) as admin:  # fmt: skip
         await admin.create_topics([NewTopic(topic, case.partitions, 1)])
+    await _readable(kafka.settings, topic, setup.group)
     so = scaled_object(case, namespace, topic, setup.group, kafka.bootstrap)
     run = CaseRun(case, objects(case, namespace, so))
     listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": run.objects})
@@ -234,6 +240,22 @@ async def run_case(case: Case, cluster: Cluster, kafka: Kafka) -> CaseRun:
     return run
 
 
+async def _readable(settings: KafkaSettings, topic: str, group: str) -> None:
+    """Wait until the topic and the group's offsets can be read. A fresh broker has no group
+    coordinator until __consumer_offsets exists; KEDA's first read would fail meanwhile, and with
+    failureThreshold 0 that alone engages the fallback (seen: 0 -> 1 -> 0 before any lag)."""
+    deadline = time.monotonic() + 60
+    async with LagSampler(settings) as sampler:
+        while True:
+            try:
+                await asyncio.wait_for(sampler.sample(topic, group), READ_TIMEOUT)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+
 async def _metric_name(cluster: Cluster, namespace: str, name: str) -> str:
     """KEDA's external metric, as its HPA names it (``s0-kafka-<topic>``), once the HPA exists."""
     path = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/keda-hpa-{name}"
@@ -244,11 +266,6 @@ async def _metric_name(cluster: Cluster, namespace: str, name: str) -> str:
             return str(reply.json()["spec"]["metrics"][0]["external"]["metric"]["name"])
         await asyncio.sleep(0.5)
     raise AssertionError(f"KEDA made no HPA for {namespace}/{name} in 60 s")
-
-
-def quantity(text: str) -> float:
-    """A resource.Quantity as KEDA's adapter writes a metric: ``40`` or ``40500m``."""
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
 class _Recorder:
@@ -286,16 +303,17 @@ class _Recorder:
         """Do the phase's action and sample meanwhile (a broker takes a while to start, and KEDA
         polls all along), then until the phase has settled (True) or reached max_seconds after
         the action (False)."""
-        act = asyncio.ensure_future(phase.act(self.setup) if phase.act else asyncio.sleep(0))
-        done_at: float | None = None
+        act = asyncio.ensure_future(phase.act(self.setup)) if phase.act else None
+        done_at: float | None = None if act else time.monotonic()
         try:
             while True:
                 began = time.monotonic()
-                samples.append(await self._sample(phase, began - t0))
-                if done_at is None and act.done():
+                if done_at is None and act is not None and act.done():
                     act.result()  # an action that failed fails the case
-                    done_at = time.monotonic()
-                    samples[-1].acted = True
+                    done_at = began
+                sample = await self._sample(phase, began - t0)
+                sample.since_action = None if done_at is None else round(began - done_at, 1)
+                samples.append(sample)
                 elapsed = 0.0 if done_at is None else time.monotonic() - done_at
                 if elapsed >= phase.min_seconds and _settled(samples, phase.name):
                     return True
@@ -303,7 +321,17 @@ class _Recorder:
                     return False
                 await asyncio.sleep(max(0.0, SAMPLE_SECONDS - (time.monotonic() - began)))
         finally:
-            act.cancel()
+            if act is not None:
+                act.cancel()
+
+    async def _read(self, path: str) -> dict[str, Any]:
+        """An object from the API server, tried three times: a loaded machine times out some."""
+        for _ in range(3):
+            reply = await asyncio.to_thread(self.setup.cluster.api.get, path)
+            if reply.ok:
+                return dict(reply.json())
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"GET {path}: {reply.status} {reply.body[:300]}")
 
     async def _sample(self, phase: Phase, t: float) -> Sample:
         api = self.setup.cluster.api
@@ -314,15 +342,14 @@ class _Recorder:
         if phase.read_metric:
             reply = await asyncio.to_thread(api.get, self._metric_path)
             if reply.ok:
-                keda_metric, keda_error = quantity(reply.json()["items"][0]["value"]), None
+                keda_metric, keda_error = keda_value(reply.json())
             else:
                 keda_error = f"HTTP {reply.status}"
         after = await self._offsets() if phase.read_metric else before
         deployment, so = await asyncio.gather(
-            asyncio.to_thread(api.get, self._deployment_path),
-            asyncio.to_thread(api.get, self._so_path),
+            self._read(self._deployment_path), self._read(self._so_path)
         )
-        status = so.json().get("status", {}) if so.ok else {}
+        status = so.get("status", {})
         health = list((status.get("health") or {}).values())
         conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
         result = self._step(t, before)
@@ -334,7 +361,7 @@ class _Recorder:
             read_error=before if isinstance(before, str) else None,
             offsets_stable=_same(before, after, down=down and self.setup.kafka.down),
             keda_metric=keda_metric, keda_error=keda_error,
-            replicas=int(deployment.json()["spec"].get("replicas") or 0),
+            replicas=int(deployment["spec"].get("replicas") or 0),
             keda_failures=health[0].get("numberOfFailures") if health else None,
             fallback_condition=conditions.get("Fallback"),
             engine_metric=result.metric if isinstance(result, FailedStep)
@@ -366,9 +393,7 @@ def _same(before: LagSample | str, after: LagSample | str, *, down: bool) -> boo
 def _settled(samples: list[Sample], phase: str) -> bool:
     """Both sides held one and the same count for the last SETTLE_SECONDS of this phase, since
     its action was done."""
-    mine = [s for s in samples if s.phase == phase]
-    acted = [i for i, s in enumerate(mine) if s.acted]
-    mine = mine[acted[0] :] if acted else []
+    mine = [s for s in samples if s.phase == phase and s.since_action is not None]
     if not mine or mine[-1].t - mine[0].t < SETTLE_SECONDS:
         return False
     recent = [s for s in mine if s.t >= mine[-1].t - SETTLE_SECONDS]
