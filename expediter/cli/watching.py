@@ -3,9 +3,10 @@
 Each refresh reads every agent's task topic and group offsets from the broker and runs them
 through the scaling engine (metric, active, desired); the actual replicas come from the local
 supervisor's state file (``expediter up``) or, with ``--kubeconfig`` / ``--namespace``, from the
-cluster's Deployment, HPA and ScaledObject status. ``--once --json`` prints one snapshot for
-scripts (two samples ``--interval`` apart, so the rates are filled in); ``--json`` alone prints
-one snapshot a line. Ctrl-C ends the live view.
+cluster's Deployment, HPA and ScaledObject status, with KEDA's own metric from the external
+metrics API (shown instead of the engine's, which is kept beside it when they differ).
+``--once --json`` prints one snapshot for scripts (two samples ``--interval`` apart, so the rates
+are filled in); ``--json`` alone prints one snapshot a line. Ctrl-C ends the live view.
 """
 
 from __future__ import annotations

@@ -33,11 +33,16 @@ class Actual:
     source: str
     """``supervisor``, ``supervisor (stopped)``, ``kubernetes`` or ``none``."""
     desired: int | None = None
-    """What the scaler in charge wants (the supervisor's engine, or the HPA's desiredReplicas)."""
+    """What the scaler in charge wants: the supervisor's engine, or on a cluster the Deployment's
+    spec.replicas (set by KEDA and its HPA)."""
     detail: Mapping[str, Any] = field(default_factory=dict)
+    metric: int | float | None = None
+    """KEDA's own metric, as its HPA reads it from the external metrics API (cluster only)."""
 
 
 NO_ACTUAL = Actual(None, "none")
+_IN_CHARGE = ("supervisor", "kubernetes")
+"""Sources whose desired count is the one that is acted on."""
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,19 @@ class Row:
     out_rate: float | None
     """Records per second committed by the group since the previous sample."""
     metric: int
+    """This watch's engine's metric, from the sampled offsets."""
     active: bool
     desired: int
-    """The supervisor's desired count when it runs these agents, else this watch's engine's."""
+    """The count the scaler in charge set (the supervisor's, or on a cluster the Deployment's
+    spec.replicas, which KEDA and the HPA set), else this watch's engine's."""
     engine_desired: int
     """What this watch's own engine (fed the same samples) wants."""
     actual: Actual
     min_replicas: int
     max_replicas: int
+    keda_metric: int | float | None = None
+    """KEDA's metric read from the cluster (what its HPA reads); None without a cluster or when
+    it could not be read (``actual.metric_error`` says why)."""
 
     def as_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -70,6 +80,8 @@ class Row:
         actual = self.actual
         document["actual"] = {"replicas": actual.replicas, "source": actual.source,
                               "desired": actual.desired, **dict(actual.detail)}  # fmt: skip
+        if actual.source == "kubernetes":
+            document["actual"]["metric"] = actual.metric
         return document
 
 
@@ -169,11 +181,11 @@ class Watcher:
                 group=agent.group, partitions=sample.partitions, latest=sample.latest,
                 committed=sample.committed, lag=reading.lag, in_rate=in_rate,
                 out_rate=out_rate, metric=reading.metric, active=reading.active,
-                desired=seen.desired if seen.source == "supervisor" and seen.desired is not None
+                desired=seen.desired if seen.source in _IN_CHARGE and seen.desired is not None
                 else decision.desired,
                 engine_desired=decision.desired, actual=seen,
                 min_replicas=agent.spec.min_replica_count,
-                max_replicas=agent.spec.max_replica_count,
+                max_replicas=agent.spec.max_replica_count, keda_metric=seen.metric,
             ))  # fmt: skip
         return Snapshot(time.time(), tuple(rows), tuple(events), tuple(errors))
 

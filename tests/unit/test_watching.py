@@ -1,7 +1,7 @@
 """``expediter watch`` without a broker: snapshots, rates, actual replicas, rendering.
 
-The cluster path is tested on plain dicts shaped like the API server's answers (a boundary fake:
-no cluster is reachable here); the kubernetes client itself is not exercised.
+The cluster path is tested on plain dicts shaped like the API server's answers; the kubernetes
+client itself meets the real cluster in tests/cluster/test_watch_cluster.py.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from expediter.watching import (
     actual_from_supervisor,
     cluster_actual,
     hpa_name,
+    keda_metric,
+    metric_name,
+    parse_quantity,
     render,
     scale_events,
 )
@@ -124,8 +127,10 @@ SCALED_OBJECT = {"status": {
 
 
 def test_cluster_status_objects_give_actual_replicas() -> None:
-    actual = cluster_actual(DEPLOYMENT, HPA, SCALED_OBJECT)
-    assert (actual.replicas, actual.desired, actual.source) == (4, 5, "kubernetes")
+    actual = cluster_actual(DEPLOYMENT, HPA, SCALED_OBJECT, (40, None))
+    # Desired is what KEDA and the HPA set on the Deployment; the HPA's own figure lags KEDA.
+    assert (actual.replicas, actual.desired, actual.source) == (4, 3, "kubernetes")
+    assert (actual.detail["hpa_desired"], actual.metric) == (5, 40)
     assert actual.detail["ready_replicas"] == 2
     assert actual.detail["active"] is True
     assert actual.detail["ready"] is True
@@ -135,6 +140,37 @@ def test_cluster_status_objects_give_actual_replicas() -> None:
     assert cluster_actual(None, HPA, SCALED_OBJECT).replicas is None
     assert hpa_name(SCALED_OBJECT, "x") == "keda-hpa-soil-analyzer"
     assert hpa_name(None, "soil-analyzer") == "keda-hpa-soil-analyzer"  # KEDA's default name
+
+
+def test_keda_metric_is_read_as_the_external_metrics_api_writes_it() -> None:
+    hpa = {"spec": {"metrics": [{"type": "External", "external": {
+        "metric": {"name": "s0-kafka-tasks.soil-analysis"}}}]}}  # fmt: skip
+    assert metric_name(hpa) == "s0-kafka-tasks.soil-analysis"
+    assert metric_name({"spec": {}}) is None
+    assert [parse_quantity(q) for q in ("40", "40500m", "1k", "2500m", "0")] == [40, 40.5, 1000,
+                                                                             2.5, 0]  # fmt: skip
+    assert keda_metric({"items": [{"metricName": "x", "value": "1200"}]}) == (1200, None)
+    assert keda_metric({"items": []}) == (None, "KEDA returned no metric value")
+    assert keda_metric({"items": [{"value": "12Ki"}]})[1] == "not a decimal quantity: '12Ki'"
+
+
+def test_on_a_cluster_the_row_shows_kedas_metric_and_the_deployments_counts() -> None:
+    agent = soil()
+    pending = {"spec": {"replicas": 3}, "status": {"replicas": 3}}  # pods Pending: none ready
+    seen = {agent.name: cluster_actual(pending, HPA, SCALED_OBJECT, (30, None))}
+    snapshot = Watcher([agent]).observe({agent.name: sample(1.0, 12, 7)}, seen, t=0)
+    row = snapshot.rows[0]
+    assert (row.keda_metric, row.metric, row.desired) == (30, 30, 3)
+    assert snapshot.as_dict()["capabilities"][0]["actual"]["metric"] == 30
+    console = Console(width=200, record=True)
+    console.print(render(snapshot))
+    text = console.export_text()
+    assert "3 (0 ready)" in text
+    assert "metric: KEDA's, from the external metrics API" in text
+    unread = {agent.name: cluster_actual(pending, HPA, SCALED_OBJECT, (None, "HTTP 500"))}
+    row = Watcher([agent]).observe({agent.name: sample(1.0, 12, 7)}, unread, t=0).rows[0]
+    assert row.keda_metric is None
+    assert row.actual.detail["metric_error"] == "HTTP 500"
 
 
 def test_scale_events_are_picked_from_kubernetes_events() -> None:
