@@ -17,7 +17,14 @@ last committed offset. Crashing, not retrying in place: the handled records have
 changed the in-memory table, and only a restore from the changelog (read_committed, so without
 the aborted writes) gives a table that matches the committed offsets.
 
-It overrides ``send`` and ``commit_transactions`` of faust-streaming's aiokafka producer (as
+Faust commits its per-partition transactions one after another; each is independent (its own
+producer, lock and coordinator round trips), so here they commit side by side, and a commit
+costs the slowest partition's round trips instead of their sum. Its producers retry after
+10 ms instead of aiokafka's 100 ms (a retriable answer, such as a transaction coordinator still
+writing the previous transaction's markers, comes back within milliseconds).
+
+It overrides ``send``, ``commit_transactions`` and ``_settings_extra`` of faust-streaming's
+aiokafka producer (as
 pinned in pyproject.toml) and reads its ``_transaction_producers`` and ``_trn_locks``. Called
 by Faust, through the transport of :class:`expediter.orchestrator.consuming.OrchestratorApp`.
 """
@@ -37,6 +44,9 @@ from expediter.errors import BrokerError
 __all__ = ["Producer", "UndeliveredError", "delivered"]
 
 log = logging.getLogger("expediter.orchestrator")
+
+_RETRY_BACKOFF_MS = 10
+"""aiokafka's wait before retrying a retriable answer (its default: 100 ms)."""
 
 
 class UndeliveredError(BrokerError):
@@ -86,31 +96,53 @@ class Producer(faust_aiokafka.Producer):
             self._deliveries[transactional_id].append(future)
         return future
 
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "retry_backoff_ms": _RETRY_BACKOFF_MS}
+
     async def commit_transactions(
         self,
         tid_to_offset_map: Mapping[str, Mapping[Any, int]],
         group_id: str,
         start_new_transaction: bool = True,
     ) -> None:
-        # Faust's own, plus the wait for deliveries before the offsets join the transaction.
-        for transactional_id, offsets in tid_to_offset_map.items():
-            async with self._trn_locks[transactional_id]:
-                producer = self._transaction_producers.get(transactional_id)
-                futures = self._deliveries.pop(transactional_id, [])
-                if producer is None:
-                    log.warning("commit for unknown transaction %s", transactional_id)
-                    continue
-                try:
-                    await delivered(futures, transactional_id)
-                except UndeliveredError as exc:
-                    log.error("%s", exc)
-                    await producer.abort_transaction()
-                    await self.app.crash(exc)
-                    raise
-                await producer.send_offsets_to_transaction(offsets, group_id)
-                await producer.commit_transaction()
-                if start_new_transaction:
-                    await producer.begin_transaction()
+        # Faust's own, side by side, plus the wait for deliveries before the offsets join each
+        # transaction. Every commit runs to its end even when another fails: a transaction left
+        # half-way would hold its lock's partition until the broker aborts it.
+        outcomes = await asyncio.gather(
+            *(
+                self._commit(tid, offsets, group_id, start_new_transaction)
+                for tid, offsets in tid_to_offset_map.items()
+            ),
+            return_exceptions=True,
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
+
+    async def _commit(
+        self,
+        transactional_id: str,
+        offsets: Mapping[Any, int],
+        group_id: str,
+        start_new_transaction: bool,
+    ) -> None:
+        async with self._trn_locks[transactional_id]:
+            producer = self._transaction_producers.get(transactional_id)
+            futures = self._deliveries.pop(transactional_id, [])
+            if producer is None:
+                log.warning("commit for unknown transaction %s", transactional_id)
+                return
+            try:
+                await delivered(futures, transactional_id)
+            except UndeliveredError as exc:
+                log.error("%s", exc)
+                await producer.abort_transaction()
+                await self.app.crash(exc)
+                raise
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if start_new_transaction:
+                await producer.begin_transaction()
 
     async def stop_transaction(self, transactional_id: str) -> None:
         # A revoked partition's transaction is never committed here (the next owner fences it),

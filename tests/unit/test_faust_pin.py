@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 import faust
+import mode.services
 from faust.transport.consumer import Consumer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +53,26 @@ def test_the_overridden_private_methods_still_exist_with_their_signatures() -> N
         assert method is not None, f"faust's Consumer has no {name} any more"
         assert list(inspect.signature(method).parameters) == parameters, name
     assert list(inspect.signature(faust.App._new_transport).parameters) == ["self"]
+    # The commit timer (a mode ServiceTask) that consuming.py replaces with commit-when-idle.
+    assert isinstance(vars(Consumer).get("_commit_handler"), mode.services.ServiceTask)
+
+
+def test_the_producer_methods_delivering_overrides_still_exist() -> None:
+    from faust.transport.drivers.aiokafka import Producer
+
+    expected = {
+        "send": ["self", "topic", "key", "value", "partition", "timestamp", "headers",
+                 "transactional_id"],
+        "commit_transactions": ["self", "tid_to_offset_map", "group_id",
+                                "start_new_transaction"],
+        "_settings_extra": ["self"],
+    }  # fmt: skip
+    for name, parameters in expected.items():
+        method = getattr(Producer, name, None)
+        assert method is not None, f"faust's aiokafka Producer has no {name} any more"
+        assert list(inspect.signature(method).parameters) == parameters, name
+    for attribute in ("_transaction_producers", "_trn_locks"):
+        assert attribute in inspect.getsource(Producer), attribute
 
 
 def test_the_orchestrator_turns_off_fausts_cython_stream_iterator() -> None:
