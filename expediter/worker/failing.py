@@ -13,28 +13,21 @@ The policy, in one place:
   :func:`backoff` until ``max_attempts``, then a failure result plus a dead letter
   (``exhausted``).
 
+A dead letter is built by :func:`expediter.events.deadletters.dead_letter` (the orchestrator's
+too), which keeps a bounded prefix of the original record.
+
 Called by :mod:`expediter.worker.processing`.
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
 from expediter.errors import EngineError, TaskFailure
-from expediter.events import (
-    DeadLetter,
-    DeadLetterReason,
-    Producer,
-    ResultEvent,
-    TaskError,
-    TaskEvent,
-)
+from expediter.events import Producer, ResultEvent, TaskError, TaskEvent
+from expediter.events.deadletters import dead_letter
 
 __all__ = [
-    "KEPT_VALUE_BYTES",
     "backoff",
     "dead_letter",
     "failure_result",
@@ -85,61 +78,4 @@ def failure_result(
         status="failed",
         error=error,
         duration_ms=duration_ms,
-    )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-KEPT_VALUE_BYTES = 64 * 1024
-"""How much of a dead-lettered record's value the dead letter keeps. The dead letter must fit
-in the broker's message limit (1 MB by default) whatever the original: a record just under the
-limit, base64-encoded (4/3), would not, and a dead letter that cannot be published fails its
-whole transaction, so every partition would stall on one record."""
-KEPT_KEY_BYTES = 4 * 1024
-KEPT_HEADER_BYTES = 16 * 1024
-"""Over all headers' values together; the names are kept whole (the broker bounds them)."""
-
-
-def _kept(data: bytes, limit: int) -> tuple[bytes, bool]:
-    return (data[:limit], True) if len(data) > limit else (data, False)
-
-
-def dead_letter(
-    record: ConsumerRecord[bytes, bytes],
-    producer: Producer,
-    *,
-    reason: DeadLetterReason,
-    detail: str,
-    task: TaskEvent[Any] | None = None,
-    attempt: int | None = None,
-) -> DeadLetter:
-    """The DLQ entry for ``record``: where it came from, and its bytes, up to a bounded prefix
-    (``truncated`` says when only a prefix is kept)."""
-    value, value_cut = _kept(record.value or b"", KEPT_VALUE_BYTES)
-    key, key_cut = _kept(record.key, KEPT_KEY_BYTES) if record.key is not None else (None, False)
-    headers: list[tuple[str, str]] = []
-    budget, headers_cut = KEPT_HEADER_BYTES, False
-    for name, header in record.headers or ():
-        kept, cut = _kept(header, budget)
-        budget -= len(kept)
-        headers.append((name[:1024], _b64(kept)))
-        headers_cut = headers_cut or cut or len(name) > 1024
-    return DeadLetter(
-        producer=producer,
-        reason=reason,
-        detail=detail[:10_000],
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        original_key=_b64(key) if key is not None else None,
-        original_value=_b64(value),
-        original_headers=headers,
-        workflow_id=task.workflow_id if task else None,
-        step_id=task.step_id if task else None,
-        capability=task.capability if task else None,
-        attempt=attempt if attempt is not None else (task.attempt if task else None),
-        truncated=value_cut or key_cut or headers_cut,
-        original_value_bytes=len(record.value or b""),
     )
