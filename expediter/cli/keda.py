@@ -23,6 +23,7 @@ from expediter.cli import keda_render
 from expediter.cli.output import err_console
 from expediter.errors import ConfigurationError
 from expediter.scaling import Scenario, parse_scenario
+from expediter.scaling.workscenarios import WorkScenario, is_work_scenario, parse_work_scenario
 
 __all__ = ["app", "load_scenario", "simulate"]
 
@@ -33,8 +34,11 @@ app = typer.Typer(
 )
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario file; every problem is prefixed with the file's name."""
+def load_scenario(path: Path) -> Scenario | WorkScenario:
+    """Read and validate a scenario file; every problem is prefixed with the file's name.
+
+    A trigger with ``"type": "external"`` is ``expediter scaler``'s work-based one
+    (:mod:`expediter.scaling.workscenarios`); any other is KEDA's Kafka trigger."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -51,6 +55,8 @@ def load_scenario(path: Path) -> Scenario:
             "the syntax (JSON has no comments or trailing commas)"
         ) from None
     try:
+        if is_work_scenario(document):
+            return parse_work_scenario(document)
         return parse_scenario(document)
     except ConfigurationError as exc:
         raise ConfigurationError(

@@ -38,6 +38,24 @@ class WorkStep:
     keda: str | None
     hpa: HpaDecision | None
 
+    def explain(self) -> str:
+        """One line for people: the work, the metric and what KEDA and the HPA did."""
+        r = self.reading
+        notes = [n for n, on in (("capped", r.capped), ("held: replicas loading", r.held)) if on]
+        parts = [
+            f"t={self.t:g}: {r.tokens:.0f} tokens at {r.throughput:.1f} tokens/s a replica, "
+            f"metric {r.metric:.2f} s"
+            + (f" ({', '.join(notes)})" if notes else "")
+            + (", active" if r.active else ", not active")
+        ]
+        if self.keda_changed:
+            parts.append(f"KEDA {self.previous_replicas} -> {self.replicas}: {self.keda}")
+        elif self.hpa is not None:
+            parts.append(f"HPA {self.hpa.current} -> {self.hpa.desired}: {self.hpa.reason}")
+        elif self.keda is not None:
+            parts.append(f"KEDA: {self.keda}")
+        return " | ".join(parts)
+
     def as_line(self) -> dict[str, object]:
         r = self.reading
         return {"t": self.t, "tokens": r.tokens, "metric": round(r.metric, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -249,3 +250,25 @@ def test_the_engine_scales_on_the_work_metric_as_keda_and_the_hpa_would() -> Non
     seen = [simulation.step(t, 8900, records=204).replicas for t in range(3, 60, 15)]
     assert seen[-1] == 9
     assert seen == sorted(seen)
+
+
+def test_keda_simulate_runs_the_external_work_trigger(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from tests.support import cli
+
+    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "work_external.json"
+    done = cli(["keda", "simulate", "--scenario", str(scenario)], dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["replicas"] for line in lines] == [0, 1, 4, 8, 9, 18]
+    assert lines[4]["metric"] == 89.0  # held while three replicas load, though work grew
+    assert lines[0] == {"t": 0, "tokens": 0, "metric": 0.0, "metric_name": "pending-work-seconds",
+                        "active": False, "replicas": 0}  # fmt: skip
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"trigger": {"type": "external", "metadata": {"capability": "x"}},
+                               "steps": [{"t": 0, "tokns": 5}]}))  # fmt: skip
+    refused = cli(["keda", "simulate", "--scenario", str(bad)], dict(os.environ))
+    assert refused.returncode == 2
+    assert "steps[0].tokns is not a scenario key; did you mean tokens?" in refused.stderr
