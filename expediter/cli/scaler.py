@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,4 +60,15 @@ def scaler(
         loading = DeploymentReadiness(kubeconfig)
     service = ExternalScaler(KafkaSettings(), names=TopicNames(prefix), loading=loading)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(service, address))
+        asyncio.run(_until_signalled(serve(service, address)))
+
+
+async def _until_signalled(serving: Coroutine[Any, Any, None]) -> None:
+    """Run ``serving`` until SIGTERM or SIGINT, then stop it (the server closes, the tails
+    stop) and return: a pod's scaler exits 0 on Kubernetes' SIGTERM."""
+    task = asyncio.ensure_future(serving)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

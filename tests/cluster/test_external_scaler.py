@@ -143,4 +143,4 @@ async def test_keda_scales_on_pending_tokens_through_the_external_scaler(
         await asyncio.sleep(6)  # three HPA syncs: no more than the work asks for
         assert await asyncio.to_thread(_replicas, cluster, namespace) == 9
     finally:
-        assert terminate(scaler) in (0, -15), log.read_text()
+        assert terminate(scaler) == 0, log.read_text()  # SIGTERM: a clean stop
