@@ -298,8 +298,10 @@ class WorkerSettings(BaseSettings):
     on, so a task longer than this costs no membership."""
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     max_attempts: int = Field(default=3, ge=1)
-    """Tries in place per dispatched attempt, the first included, before a retriable failure
-    counts as exhausted (``ResultEvent.tries``; the orchestrator owns ``attempt``)."""
+    """Tries in place per delivery of a dispatched attempt, the first included, before a
+    retriable failure moves on to the next retry tier, or after the last counts as exhausted
+    (``ResultEvent.tries`` counts every try, tiers included; the orchestrator owns
+    ``attempt``)."""
     retry_backoff_seconds: float = Field(default=0.5, ge=0)
     """The first retry waits this long; each further one doubles it (capped at 30 s)."""
     retry_tiers: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(
