@@ -259,6 +259,10 @@ def registry_for(reconciler: Reconciler) -> kopf.OperatorRegistry:
         if remaining:
             raise kopf.TemporaryError(message, delay=settings.drain_poll_seconds)
 
+    @kopf.on.cleanup(id="close-kafka", registry=registry)
+    async def close_kafka(**_: Any) -> None:
+        await reconciler.close_kafka()
+
     @kopf.on.probe(id="kafka", registry=registry)
     def kafka_probe(**_: Any) -> str:
         # Informational: liveness must not fail (and restart the operator) on a Kafka outage.

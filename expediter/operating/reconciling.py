@@ -96,27 +96,38 @@ class Reconciler:
         self.api = KubeApi(settings.kubeconfig)
         self._stack = AsyncExitStack()
         self._sampler: LagSampler | None = None
+        self._sampler_stack = AsyncExitStack()
         self._sampler_failed_at = 0.0
         self._sampler_lock = asyncio.Lock()
+        self._closing = False
 
     async def __aenter__(self) -> Reconciler:
         await self._stack.enter_async_context(self.api)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close_kafka()
         await self._stack.aclose()
+
+    async def close_kafka(self) -> None:
+        """Close the Kafka clients for good; called as the operator stops, before kopf waits
+        for the event loop's other tasks (the clients' own would hold it 5 s)."""
+        async with self._sampler_lock:
+            self._closing = True
+            self._sampler = None
+            await self._sampler_stack.aclose()
 
     async def _lag_sampler(self) -> LagSampler | None:
         """The shared sampler, connected on first use; None while Kafka cannot be reached
         (tried again after a while, so a broker that comes up later is found)."""
         async with self._sampler_lock:
-            if self._sampler is not None:
+            if self._sampler is not None or self._closing:
                 return self._sampler
             if time.monotonic() - self._sampler_failed_at < _SAMPLER_RETRY_SECONDS:
                 return None
             sampler = LagSampler(self.kafka)
             try:
-                self._sampler = await self._stack.enter_async_context(sampler)
+                self._sampler = await self._sampler_stack.enter_async_context(sampler)
             except Exception as exc:  # aiokafka's errors; the status says lag is unknown
                 self._sampler_failed_at = time.monotonic()
                 log.warning("cannot reach Kafka at %s for lag: %r", self.kafka.bootstrap, exc)

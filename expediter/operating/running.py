@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -69,6 +70,10 @@ async def operate(settings: OperatorSettings, kafka: KafkaSettings) -> None:
             namespaces=settings.namespaces,
             liveness_endpoint=liveness_url(settings),
         )
+        stopping = time.monotonic()
+    log.info(
+        "expediter operator: stopped (%.1fs to close its clients)", time.monotonic() - stopping
+    )
 
 
 def run(settings: OperatorSettings, kafka: KafkaSettings) -> None:
@@ -78,4 +83,6 @@ def run(settings: OperatorSettings, kafka: KafkaSettings) -> None:
         log_format=kopf.LogFormat.JSON if settings.json_logs else kopf.LogFormat.FULL,
     )
     logging.getLogger("kopf.objects").addFilter(_QuietRoutine())
+    # One access line per liveness probe (every 20 s from the kubelet) says nothing.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     asyncio.run(operate(settings, kafka))
