@@ -4,7 +4,7 @@ The public surface is small and re-exported here; everything else is private to 
 An agent file and a workflow file import what they declare from here only::
 
     from expediter import Agent, AgentResources, TaskContext, tool
-    from expediter import All, Parallel, Step, Workflow, WorkflowState
+    from expediter import All, Approval, Group, Parallel, Step, Workflow, WorkflowState
 """
 
 from expediter.authoring import (
@@ -12,6 +12,8 @@ from expediter.authoring import (
     AgentResources,
     All,
     Any_,
+    Approval,
+    Group,
     Handler,
     InvalidInputError,
     Join,
@@ -62,6 +64,7 @@ __all__ = [
     "AgentResources",
     "All",
     "Any_",
+    "Approval",
     "AuthenticationError",
     "BrokerError",
     "BrokerUnavailableError",
@@ -70,6 +73,7 @@ __all__ = [
     "DecodeError",
     "DevSettings",
     "ExpediterError",
+    "Group",
     "Handler",
     "InvalidInputError",
     "Join",

@@ -8,6 +8,7 @@ and workflow files, the worker, the orchestrator, the deploying renderer and rep
 """
 
 from expediter.authoring.agents import Agent, Handler, TaskContext, ToolCaller
+from expediter.authoring.approvals import Approval, Group
 from expediter.authoring.loading import load_agent, load_agents, load_workflows
 from expediter.authoring.state import StepState, WorkflowState
 from expediter.authoring.tools import Tool, tool
@@ -29,6 +30,8 @@ __all__ = [
     "AgentResources",
     "All",
     "Any_",
+    "Approval",
+    "Group",
     "Handler",
     "InvalidInputError",
     "Join",

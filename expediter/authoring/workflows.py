@@ -19,6 +19,8 @@ A file under ``workflows/`` declares one workflow::
     )
 
 A stage starts when the one before it has joined. A step whose ``when`` is false is skipped.
+An :class:`~expediter.authoring.approvals.Approval` fits in a stage (or a parallel group) like a
+step: it waits for a person's decision instead of an agent's result.
 The input model (pydantic) is checked by ``expediter submit`` (bad input is refused, the field
 named) and again by the orchestrator (bad input fails that workflow): the steps' input builders
 can then rely on the fields it declares.
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from expediter.authoring.approvals import Approval
 from expediter.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -103,11 +106,11 @@ class Parallel:
     """Steps that run side by side, joined by ``join``."""
 
     id: str
-    steps: Sequence[Step]
+    steps: Sequence[Step | Approval]
     join: Join = field(default_factory=All)
 
 
-Stage = Step | Parallel
+Stage = Step | Approval | Parallel
 Report = Callable[["WorkflowState"], Mapping[str, Any]]
 
 
@@ -146,7 +149,7 @@ class Workflow:
             ) from None
 
     def __post_init__(self) -> None:
-        ids = [s.id for s in self.steps()]
+        ids = [s.id for s in self.members()]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ConfigurationError(
@@ -163,12 +166,23 @@ class Workflow:
                     f"{len(stage.steps)} steps; use 1..{len(stage.steps)}"
                 )
 
-    def steps(self) -> list[Step]:
+    def members(self) -> list[Step | Approval]:
+        """Every step and approval, in stage order."""
         return [s for stage in self.stages for s in _members(stage)]
+
+    def steps(self) -> list[Step]:
+        """The steps that are tasks for agents (approvals are not)."""
+        return [s for s in self.members() if isinstance(s, Step)]
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps() if s.id == step_id), None)
 
+    def approvals(self) -> list[Approval]:
+        return [s for s in self.members() if isinstance(s, Approval)]
 
-def _members(stage: Stage) -> Sequence[Step]:
+    def approval(self, step_id: str) -> Approval | None:
+        return next((s for s in self.approvals() if s.id == step_id), None)
+
+
+def _members(stage: Stage) -> Sequence[Step | Approval]:
     return stage.steps if isinstance(stage, Parallel) else [stage]

@@ -14,6 +14,7 @@ import typer
 
 from expediter.cli import (
     agents,
+    approvals,
     demo,
     devcluster,
     devkafka,
@@ -51,6 +52,7 @@ app.add_typer(dev, name="dev")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(approvals.app, name="approvals")
 replay.register(app)  # replay, trace, diff
 app.add_typer(keda.app, name="keda")
 app.command(name="demo")(demo.demo)

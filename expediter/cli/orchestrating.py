@@ -20,6 +20,7 @@ from rich.table import Table
 
 from expediter.authoring import load_workflows
 from expediter.cli.agents import print_warning, unserved_warning
+from expediter.cli.approvals import approval_lines
 from expediter.cli.output import console, emit_json, fail
 from expediter.cli.stopping import arm_watchdog
 from expediter.errors import ConfigurationError, ExpediterError
@@ -252,6 +253,9 @@ def status(
             steps.add_row(step_id, step.capability, step.status, str(step.attempt), str(step.late),
                           step.error.code if step.error else "")  # fmt: skip
         console.print(steps)
+        for step_id, step in state.steps.items():  # an approval's wait or decision, in words
+            for line in approval_lines(step_id, step):
+                console.print(line, highlight=False, markup=False)
     history = Table("time", "event", "step", "detail")
     for event in events:
         detail = {k: v for k, v in event.detail.items() if k != "report"}

@@ -4,6 +4,7 @@ The bottom layer of the runtime that knows about Kafka data: it imports nothing 
 but ``errors``. Called by messaging, the worker, the orchestrator and the CLI.
 """
 
+from expediter.events.approvals import ApprovalDecision, ApprovalRequest
 from expediter.events.coding import MAX_EVENT_BYTES, decode, encode
 from expediter.events.envelope import SCHEMA_MAJOR, SCHEMA_VERSION, Event, Producer, StepEvent
 from expediter.events.kinds import (
@@ -49,6 +50,8 @@ __all__ = [
     "TRACEPARENT",
     "AgentCard",
     "AgentResources",
+    "ApprovalDecision",
+    "ApprovalRequest",
     "DeadLetter",
     "DeadLetterReason",
     "EngineFailure",

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from expediter.events.approvals import ApprovalDecision, ApprovalRequest
 from expediter.events.envelope import SCHEMA_VERSION
 from expediter.events.kinds import (
     AgentCard,
@@ -34,6 +35,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     "events/workflow-command.json": WorkflowCommand,
     "events/agent-card.json": AgentCard,
     "events/dead-letter.json": DeadLetter,
+    "events/approval-request.json": ApprovalRequest,
+    "events/approval-decision.json": ApprovalDecision,
 }
 
 

@@ -174,8 +174,12 @@ class ResultEvent(StepEvent, Generic[OutputT]):
 
 
 WorkflowStatus = Literal[
-    "started", "step-started", "step-completed", "step-late", "completed", "failed"
-]
+    "started", "step-started", "step-completed", "step-late", "completed", "failed",
+    "approval-requested", "approval-decided", "decision-parked", "decision-ignored",
+]  # fmt: skip
+"""``approval-requested`` (asked, or escalated: ``round`` 2) and ``approval-decided`` (by a
+person or the deadline) mark an approval step's wait; ``decision-parked`` is a decision that
+came before its request, ``decision-ignored`` one recorded and not applied, with the reason."""
 
 
 class WorkflowEvent(Event):

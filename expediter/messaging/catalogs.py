@@ -45,6 +45,7 @@ TopicRole = Literal[
     "registry",
     "changelog",
     "ledger",
+    "approvals",
 ]
 """What a topic is for. Other components find topics by role (and capability), not by name."""
 

@@ -73,6 +73,16 @@ class TopicNames:
         return f"{self.prefix}workflows.events"
 
     @property
+    def approval_requests(self) -> str:
+        """Open approval requests, keyed by request id (compacted; a tombstone resolves one)."""
+        return f"{self.prefix}approvals.requests"
+
+    @property
+    def approval_decisions(self) -> str:
+        """People's decisions on approval requests; keyed by workflow id, co-partitioned."""
+        return f"{self.prefix}approvals.decisions"
+
+    @property
     def orchestrator_dlq(self) -> str:
         """Commands and results the orchestrator could not handle (`expediter dlq list
         orchestrator`)."""

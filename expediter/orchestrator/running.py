@@ -25,9 +25,16 @@
   becomes a dead letter in ``dlq.orchestrator``, in the record's transaction
   (:mod:`expediter.orchestrator.deadlettering`); a workflow's own code that raises fails that
   workflow (:mod:`expediter.orchestrator.stepping`). Neither stops the stream.
-- Deadlines: a timer scans the local table and sends ``expire`` commands for overdue steps.
-  Nothing waits in memory: the command is handled in the stream like a result, so deadlines
-  survive restarts.
+- Deadlines: a timer sends ``expire`` commands for overdue steps and approvals. The deadlines
+  are in the table; the timer finds the due ones in an index of them
+  (:mod:`expediter.orchestrator.scheduling`), rebuilt from the table after each rebalance, so a
+  scan costs what is due, not what waits. The command is handled in the stream like a result,
+  so deadlines survive restarts.
+- Approvals: ``approvals.decisions`` (people's decisions, keyed by workflow id, co-partitioned)
+  is a third stream on the table (:func:`~expediter.orchestrator.stepping.apply_decision`).
+  Requests go to the compacted ``approvals.requests`` under their request id, and a tombstone
+  follows once one is resolved, in the same transaction as the state that resolved it. A
+  decision for a workflow this orchestrator does not have is a dead letter (unknown-workflow).
 
 Called by ``expediter orchestrator`` (expediter.cli.orchestrator) and the tests.
 """
@@ -36,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -47,6 +53,7 @@ from aiokafka import AIOKafkaProducer
 from expediter.authoring.state import WorkflowState
 from expediter.authoring.workflows import Workflow
 from expediter.events import (
+    ApprovalDecision,
     OutgoingRecord,
     ResultEvent,
     TraceParent,
@@ -59,7 +66,15 @@ from expediter.messaging import TopicNames, client_options
 from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.deadlettering import Unhandled, dead_letter
 from expediter.orchestrator.discovering import REFRESH_SECONDS, Discovery
-from expediter.orchestrator.stepping import PRODUCER, Effects, apply_result, expire, overdue, start
+from expediter.orchestrator.scheduling import DeadlineIndex, Due
+from expediter.orchestrator.stepping import (
+    PRODUCER,
+    Effects,
+    apply_decision,
+    apply_result,
+    expire,
+    start,
+)
 from expediter.settings import KafkaSettings, OrchestratorSettings
 
 __all__ = ["APP_ID", "build_app"]
@@ -122,6 +137,8 @@ def build_app(
                          key_serializer="raw", value_serializer="raw")  # fmt: skip
     results = app.topic(names.results, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")  # fmt: skip
+    decisions = app.topic(names.approval_decisions, key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")  # fmt: skip
     # Values are JSON: the changelog stays readable by `expediter status` and any Kafka tool.
     table = cast(WorkflowTable, app.Table("workflows", default=None, key_type=str))
     discovery = Discovery(kafka, names, log)  # warns of capabilities no live agent serves
@@ -150,14 +167,25 @@ def build_app(
         if effects.completion is not None:
             completion = to_record(effects.completion, trace=trace.child())
             await send(event, names.completed, completion)
+        for request in effects.requests:
+            # Keyed by request id, compacted: the topic holds the open requests.
+            record = to_record(request, trace=trace.child())
+            await send(event, names.approval_requests,
+                       record._replace(key=request.request_id.encode()))  # fmt: skip
+        for request_id in effects.resolved:
+            tombstone = OutgoingRecord(key=request_id.encode(), value=None, headers=[])  # type: ignore[arg-type]
+            await send(event, names.approval_requests, tombstone)
 
     def load(workflow_id: str) -> WorkflowState | None:
         value = table.get(workflow_id)
         return WorkflowState.model_validate(value) if value else None
 
+    index = DeadlineIndex()
+
     async def save(event: Any, state: WorkflowState) -> None:
         value = state.model_dump(mode="json")
         table[state.workflow_id] = value
+        index.track(state.workflow_id, value)
         key, _ = table.changelog_topic.prepare_key(state.workflow_id, table.key_serializer)
         data, _ = table.changelog_topic.prepare_value(value, table.value_serializer)
         # The changelog partition is the table partition, which is the handled record's.
@@ -184,6 +212,18 @@ def build_app(
         if state is None or workflow is None or command.step_id is None:
             return None
         return state, expire(workflow, state, command.step_id, command.attempt or 0, now)
+
+    def on_decision(decision: ApprovalDecision) -> Outcome:
+        state = load(decision.workflow_id)
+        workflow = workflows.get(state.workflow) if state else None
+        if state is None or workflow is None:
+            # Recorded (a dead letter, with the reason) rather than dropped: a person's answer.
+            raise Unhandled(
+                "unknown-workflow",
+                f"decision {decision.event_id} by {decision.decider} on {decision.request_id}: "
+                f"no workflow {decision.workflow_id!r} here (unknown request); ignored",
+            )
+        return state, apply_decision(workflow, state, decision, datetime.now(UTC))
 
     def on_result(result: ResultEvent) -> Outcome:
         state = load(result.workflow_id)
@@ -214,47 +254,32 @@ def build_app(
         _handling(app, WorkflowCommand, on_command, handle)
     )
     app.agent(results, name=f"{APP_ID}.results")(_handling(app, ResultEvent, on_result, handle))
+    app.agent(decisions, name=f"{APP_ID}.decisions")(
+        _handling(app, ApprovalDecision, on_decision, handle)
+    )
 
-    sent: dict[tuple[str, str, int], float] = {}
+    built: list[int | None] = [None]  # the consumer generation the index was built in
 
     @app.timer(settings.deadline_scan_seconds)  # type: ignore[untyped-decorator]
     async def scan_deadlines() -> None:
-        now, mono = datetime.now(UTC), time.monotonic()
-        # Not a source of truth, only a damper against a command per scan while one is on its
-        # way: a lost entry means one more command, and `expire` ignores stale commands.
-        for key in [key for key, at in sent.items() if mono - at >= 10]:
-            del sent[key]
-        due: list[WorkflowCommand] = []
-        for workflow_id, value in list(table.items()):
-            # Finished workflows stay in the table for `expediter status`; only running ones
-            # can have a step past its deadline, and they are few, so only they are parsed.
-            if not value or value.get("status") != "running":
-                continue
-            state = WorkflowState.model_validate(value)
-            for step_id, attempt in overdue(state, now):
-                key = (workflow_id, step_id, attempt)
-                if key in sent:
-                    continue
-                sent[key] = mono
-                due.append(
-                    WorkflowCommand(
-                        producer=PRODUCER,
-                        action="expire",
-                        workflow_id=workflow_id,
-                        workflow=state.workflow,
-                        step_id=step_id,
-                        attempt=attempt,
-                    )
-                )
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            return  # the table is being restored: the index is rebuilt once it is
+        generation = app.consumer_generation_id
+        if built[0] != generation:
+            # After a rebalance (and at start) the table holds other partitions: read it once.
+            index.rebuild(list(table.items()))
+            built[0] = generation
+        due = index.due(datetime.now(UTC).timestamp())
         if not due:
             return
+        commands = [_expiry(entry, table.get(entry.workflow_id)) for entry in due]
         # Its own idempotent producer, started only when a deadline passed (rare): the timer
         # runs outside any stream, so outside Faust's per-partition transactions.
         producer = AIOKafkaProducer(**client_options(kafka), enable_idempotence=True)
         await producer.start()
         try:
             deliveries = []
-            for command in due:
+            for command in commands:
                 record = to_record(command)
                 deliveries.append(await producer.send(
                     names.commands, record.value, key=record.key, headers=record.headers
@@ -263,11 +288,10 @@ def build_app(
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         finally:
             await producer.stop()
-        for command, outcome in zip(due, outcomes, strict=True):
+        for entry, outcome in zip(due, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                # The next scan sends it again (the damper forgets it).
-                sent.pop((command.workflow_id, command.step_id or "", command.attempt or 0), None)
-                log.warning("expire command for %s not sent: %r", command.workflow_id, outcome)
+                index.retry(entry)  # the next scan sends it again
+                log.warning("expire command for %s not sent: %r", entry.workflow_id, outcome)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -303,6 +327,15 @@ def _handling(app: faust.App, model: type[Any], decide: Any, handle: Any) -> Any
             cast(Consumer, app.consumer).handled(event.message)
 
     return agent
+
+
+def _expiry(entry: Due, value: Any) -> WorkflowCommand:
+    """The ``expire`` command for a due deadline (the stream checks it against the state)."""
+    workflow = (value or {}).get("workflow") or "unknown"
+    return WorkflowCommand(
+        producer=PRODUCER, action="expire", workflow_id=entry.workflow_id, workflow=workflow,
+        step_id=entry.step_id, attempt=entry.attempt,
+    )  # fmt: skip
 
 
 def _transaction_of(app: faust.App, event: Any) -> str:

@@ -11,9 +11,11 @@ Rules:
 - a retriable failure or a missed deadline publishes attempt + 1 until the step's max_attempts,
   then the step fails; a failed stage fails the workflow;
 - input the workflow's input model refuses fails the workflow at its start; an exception in the
-  workflow's own code (a step's input builder, its ``when=`` condition, the report) fails that
-  step and the workflow, with the error in the state and in a ``failed`` completion. It never
-  escapes to the caller: one bad workflow must not stop the orchestrator.
+  workflow's own code (a step's input builder, its ``when=`` condition, an approval's ``ask``,
+  the report) fails that step and the workflow, with the error in the state and in a ``failed``
+  completion. It never escapes to the caller: one bad workflow must not stop the orchestrator;
+- an approval step waits for a person's decision (:func:`apply_decision`) or its deadline
+  (:func:`expire`); what becomes of each decision is :mod:`expediter.orchestrator.approving`'s.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from expediter.authoring.approvals import Approval
 from expediter.authoring.state import StepState, WorkflowState
 from expediter.authoring.workflows import InvalidInputError, Parallel, Step, Workflow
 from expediter.events import (
+    ApprovalDecision,
+    ApprovalRequest,
     Producer,
     ResultEvent,
     TaskError,
@@ -33,8 +38,9 @@ from expediter.events import (
     WorkflowEvent,
     WorkflowStatus,
 )
+from expediter.orchestrator import approving
 
-__all__ = ["Effects", "apply_result", "expire", "overdue", "start"]
+__all__ = ["Effects", "apply_decision", "apply_result", "expire", "overdue", "start"]
 
 PRODUCER = Producer(name="orchestrator", version="1")
 
@@ -44,6 +50,10 @@ class Effects:
     tasks: list[TaskEvent] = field(default_factory=list)
     events: list[WorkflowEvent] = field(default_factory=list)
     completion: WorkflowEvent | None = None
+    requests: list[ApprovalRequest] = field(default_factory=list)
+    """Approval requests made or escalated: published on ``approvals.requests``."""
+    resolved: list[str] = field(default_factory=list)
+    """Request ids decided or withdrawn: a tombstone each on ``approvals.requests``."""
 
     def note(
         self, state: WorkflowState, status: WorkflowStatus, step: str | None = None, **detail: Any
@@ -129,9 +139,20 @@ def apply_result(
 def expire(
     workflow: Workflow, state: WorkflowState, step_id: str, attempt: int, now: datetime
 ) -> Effects:
-    """The timer saw ``step_id``'s ``attempt`` overdue: retry it or fail it."""
+    """The timer saw ``step_id``'s ``attempt`` overdue: retry it or fail it (an approval: its
+    deadline policy for that round)."""
     effects = Effects()
     step = state.steps.get(step_id)
+    approval = workflow.approval(step_id)
+    if approval is not None:
+        if (
+            step is not None and step.status == "waiting" and step.attempt == attempt
+            and step.deadline is not None and now > step.deadline
+        ):  # fmt: skip
+            _guarded(lambda: approving.expire(approval, state, step, now, effects, PRODUCER),
+                     state, now, effects)  # fmt: skip
+            _guarded(lambda: _advance(workflow, state, now, effects), state, now, effects)
+        return effects
     spec = workflow.step(step_id)
     if (
         step is None or spec is None or step.status != "running" or step.attempt != attempt
@@ -154,14 +175,25 @@ def expire(
 
 
 def overdue(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
-    """(step id, attempt) of running steps whose deadline has passed."""
+    """(step id, attempt) of running steps and waiting approvals whose deadline has passed."""
     if state.status != "running":
         return []
     return [
         (step_id, step.attempt)
         for step_id, step in state.steps.items()
-        if step.status == "running" and step.deadline is not None and now > step.deadline
-    ]
+        if step.status in ("running", "waiting") and step.deadline is not None
+        and now > step.deadline
+    ]  # fmt: skip
+
+
+def apply_decision(
+    workflow: Workflow, state: WorkflowState, decision: ApprovalDecision, now: datetime
+) -> Effects:
+    """A person's decision: applied once, parked until its request, or recorded and ignored."""
+    effects = Effects()
+    if approving.take(state, workflow.approval(decision.step_id), decision, now, effects):
+        _guarded(lambda: _advance(workflow, state, now, effects), state, now, effects)
+    return effects
 
 
 # -- internals ------------------------------------------------------------------------------
@@ -184,7 +216,7 @@ def _guarded(
     try:
         work()
     except _UserCodeError as exc:
-        step = state.steps[exc.step_id]
+        step = state.steps.setdefault(exc.step_id, StepState(capability="approval"))
         step.status = "failed"
         step.error = TaskError(retriable=False, code=exc.code, message=exc.reason[:10_000])
         step.finished_at = now
@@ -192,14 +224,16 @@ def _guarded(
         _finish(state, "failed", now, effects, reason=exc.reason)
 
 
-def _build_input(spec: Step, state: WorkflowState) -> dict[str, Any]:
+def _build_input(spec: Step | Approval, state: WorkflowState) -> dict[str, Any]:
     try:
-        return dict(spec.build_input(state))
+        built = spec.ask(state) if isinstance(spec, Approval) else spec.build_input(state)
+        return dict(built)
     except Exception as exc:  # user code: fails this workflow (see _guarded), never the caller
-        raise _UserCodeError(spec.id, "input-builder", exc) from exc
+        code = "ask" if isinstance(spec, Approval) else "input-builder"
+        raise _UserCodeError(spec.id, code, exc) from exc
 
 
-def _stage_of(workflow: Workflow, spec: Step) -> int:
+def _stage_of(workflow: Workflow, spec: Step | Approval) -> int:
     for index, stage in enumerate(workflow.stages):
         members = stage.steps if isinstance(stage, Parallel) else [stage]
         if spec in members:
@@ -249,12 +283,15 @@ def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: E
         plans = [
             (spec, _build_input(spec, state) if _holds(spec, state) else None)
             for spec in members
-            if state.steps[spec.id].status == "pending"
+            if _status(state, spec) == "pending"
         ]
         for spec, given in plans:
             if given is None:
-                state.steps[spec.id].status = "skipped"
+                step = state.steps.setdefault(spec.id, StepState(capability="approval"))
+                step.status = "skipped"
                 effects.note(state, "step-completed", spec.id, skipped=True)
+            elif isinstance(spec, Approval):
+                approving.ask(state, spec, given, 1, now, effects, PRODUCER)
             else:
                 _dispatch(state, spec, 1, now, effects, given)
         outcome = _joined(stage, members, state)
@@ -267,7 +304,7 @@ def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: E
         state.stage += 1
 
 
-def _holds(spec: Step, state: WorkflowState) -> bool:
+def _holds(spec: Step | Approval, state: WorkflowState) -> bool:
     if spec.when is None:
         return True
     try:
@@ -276,13 +313,16 @@ def _holds(spec: Step, state: WorkflowState) -> bool:
         raise _UserCodeError(spec.id, "condition", exc) from exc
 
 
-def _joined(stage: Step | Parallel, members: list[Step], state: WorkflowState) -> bool | None:
-    """True: the stage is done; False: it can no longer succeed; None: keep waiting."""
-    statuses = [state.steps[s.id].status for s in members]
+def _joined(
+    stage: Step | Approval | Parallel, members: list[Step | Approval], state: WorkflowState
+) -> bool | None:
+    """True: the stage is done; False: it can no longer succeed; None: keep waiting. A decided
+    approval is done either way (a rejection is an answer; ``when=`` branches on it)."""
+    statuses = [_status(state, s) for s in members]
     considered = [st for st in statuses if st != "skipped"]
     needed = stage.join.needed(len(considered)) if isinstance(stage, Parallel) else len(considered)
-    succeeded = considered.count("succeeded")
-    open_ = considered.count("running") + considered.count("pending")
+    succeeded = sum(considered.count(st) for st in ("succeeded", "approved", "rejected"))
+    open_ = sum(considered.count(st) for st in ("running", "pending", "waiting"))
     if succeeded >= needed:
         return True
     if succeeded + open_ < needed:
@@ -290,9 +330,15 @@ def _joined(stage: Step | Parallel, members: list[Step], state: WorkflowState) -
     return None
 
 
+def _status(state: WorkflowState, spec: Step | Approval) -> str:
+    step = state.steps.get(spec.id)  # an approval has no state until it is asked (or parked)
+    return step.status if step is not None else "pending"
+
+
 def _finish(
     state: WorkflowState, status: str, now: datetime, effects: Effects, *, reason: str | None = None
 ) -> None:
+    approving.withdraw_open(state, now, effects)
     state.status = "completed" if status == "completed" else "failed"
     state.finished_at = now
     state.reason = reason

@@ -112,7 +112,9 @@ async def test_submit_wait_and_status(
         assert status.returncode == 0, status.stderr
         document = json.loads(status.stdout)
         assert document["state"]["status"] == "completed"
-        assert {s["status"] for s in document["state"]["steps"].values()} == {"succeeded"}
+        steps = document["state"]["steps"]
+        assert steps.pop("drones")["status"] == "skipped", "12.6 ha: under the drone threshold"
+        assert {s["status"] for s in steps.values()} == {"succeeded"}
         history = [e["status"] for e in document["history"]]
         assert history[0] == "started"
         assert history[-1] == "completed"

@@ -19,6 +19,7 @@ from expediter.dev import Broker
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 QUICK = {
     "bench_events.py": ["--seconds", "0.05", "--rounds", "1"],
+    "bench_approvals.py": ["--pending", "20,50", "--finished", "50", "--scans", "2"],
     "bench_worker.py": [
         *("--tasks", "200", "--rounds", "1", "--rate", "20", "--seconds", "1", "--no-model"),
     ],

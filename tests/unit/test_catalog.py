@@ -56,8 +56,8 @@ def test_the_committed_catalog_names_every_topic(catalog: Catalog) -> None:
         ]
         assert [t.delay_ms for t in catalog.retry_tiers(capability)] == [10_000, 60_000]
     fixed = {"results", "workflows.completed", "registry", "tools.ledger", "workflows.events",
-             "workflows.commands", "dlq.orchestrator",
-             "expediter-orchestrator-workflows-changelog"}  # fmt: skip
+             "workflows.commands", "dlq.orchestrator", "approvals.requests",
+             "approvals.decisions", "expediter-orchestrator-workflows-changelog"}  # fmt: skip
     assert fixed <= names
     assert len(names) == len(catalog.topics) == 4 * len(CAPABILITIES) + len(fixed)
 
@@ -80,6 +80,7 @@ def test_the_committed_catalog_has_production_values(catalog: Catalog) -> None:
         "workflows.completed",
         "workflows.events",
         "workflows.commands",
+        "approvals.decisions",
         changelog.name,
     }
     assert {catalog.topic(name).partitions for name in group} == {6}
@@ -93,6 +94,8 @@ def test_the_catalog_agrees_with_the_names_code_derives(catalog: Catalog) -> Non
     assert catalog.topic(names.results).role == "results"
     assert catalog.topic(names.registry).role == "registry"
     assert catalog.topic(names.completed).role == "completions"
+    assert catalog.topic(names.approval_decisions).role == "approvals"
+    assert catalog.topic(names.approval_requests).cleanup_policy == "compact"
 
 
 def test_prefix_moves_every_name_and_group(catalog: Catalog) -> None:
@@ -190,7 +193,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ("co-partition mismatch with the table", topic(CHANGELOG, partitions=3),
      "co_partition.workflows", "topics[10].partitions"),
     ("co-partition group names an unknown topic",
-     lambda d: d["co_partition"]["workflows"].append("resluts"), "co_partition.workflows[5]",
+     lambda d: d["co_partition"]["workflows"].append("resluts"), "co_partition.workflows[6]",
      "fix the name or add the topic"),
     ("workflows group missing", top(co_partition={}), "co_partition.workflows",
      f"add `workflows: [results, {CHANGELOG}]`"),

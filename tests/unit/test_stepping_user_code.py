@@ -59,7 +59,9 @@ def test_the_input_model_names_each_bad_field_and_fills_in_defaults() -> None:
     assert "depth_cm: Input should be a valid integer" in message
     assert "feild: Extra inputs are not permitted" in message
     assert "field_id, depth_cm (optional)" in message, "the message says what it takes"
-    assert FIELD_ANALYSIS.check_input({"field_id": "f"}) == {"field_id": "f", "depth_cm": 30}
+    assert FIELD_ANALYSIS.check_input({"field_id": "f"}) == {
+        "field_id": "f", "depth_cm": 30, "drone_approval_ha": 50.0,
+    }  # fmt: skip
 
 
 def test_an_input_builder_that_raises_fails_its_workflow_and_dispatches_none_of_the_group() -> None:
