@@ -42,7 +42,7 @@ def operator(
     health_host: Annotated[
         str | None, typer.Option(help="Bind address of GET /healthz (127.0.0.1).")
     ] = None,
-    health_port: Annotated[int | None, typer.Option(help="Port of GET /healthz (8081).")] = None,
+    health_port: Annotated[int | None, typer.Option(help="Port of GET /healthz (8082).")] = None,
     catalog: Annotated[
         Path | None,
         typer.Option(help="The topic catalog (topics/topics.yaml).", dir_okay=False),

@@ -89,12 +89,19 @@ def registry_for(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
     @kopf.index(id="agent_index", **agents)  # type: ignore[arg-type]
     def agent_index(
-        namespace: str, name: str, uid: str, spec: Mapping[str, Any], meta: Any, **_: Any
+        namespace: str,
+        name: str,
+        uid: str,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+        meta: Any,
+        **_: Any,
     ) -> dict[tuple[str, str], dict[str, Any]]:
         return {
             (namespace, name): {
                 "uid": uid,
                 "spec": copy.deepcopy(dict(spec)),
+                "status": copy.deepcopy(dict(status)),
                 "deleting": bool(meta.get("deletionTimestamp")),
             }
         }
@@ -181,6 +188,26 @@ def registry_for(reconciler: Reconciler) -> kopf.OperatorRegistry:
             return
         await reconcile(AgentRef(namespace, name, uid), spec, meta, status, patch, topics=False)
 
+    async def replicas_changed(ref: AgentRef, agent: Mapping[str, Any], body: Any) -> None:
+        # KEDA and the HPA scale the Deployment between resyncs, and the node readies pods:
+        # the Agent's status follows at once rather than at the next resync.
+        previous = _previous(agent["status"])
+        replicas = (
+            int(body.get("spec", {}).get("replicas") or 0),
+            int(body.get("status", {}).get("readyReplicas") or 0),
+        )
+        if (previous.desired_replicas, previous.ready_replicas) == replicas:
+            return
+        last = next((c for c in previous.conditions if c.type == "Reconciled"), None)
+        fresh = await reconciler.status(
+            ref,
+            previous,
+            generation=previous.observed_generation,
+            reconciled=last is None or last.status == "True",
+            message=last.message if last is not None else "",
+        )
+        await reconciler.api.patch_status("Agent", ref.namespace, ref.name, fresh.as_patch())
+
     async def owned_changed(
         kind: str, event: Mapping[str, Any], body: Mapping[str, Any], logger: Any, index: Any
     ) -> None:
@@ -201,6 +228,11 @@ def registry_for(reconciler: Reconciler) -> kopf.OperatorRegistry:
             changed = ["(deleted)"]
         else:
             changed = drifted_fields(wanted, dict(body))
+            if kind == "Deployment":
+                try:
+                    await replicas_changed(ref, agent, body)
+                except KubeApiError as exc:
+                    logger.warning("status of %s/%s not refreshed: %s", namespace, owner, exc)
         if not changed:
             return
         logger.info(

@@ -227,6 +227,22 @@ class KubeApi:
         )
         return list((listed or {}).get("items", []))
 
+    async def patch_status(
+        self, kind: str, namespace: str | None, name: str, status: Object
+    ) -> Object | None:
+        """A merge patch of the status subresource; None when the object is gone."""
+        try:
+            return await self.request(
+                "PATCH",
+                object_path(kind, namespace, name) + "/status",
+                body={"status": status},
+                content_type="application/merge-patch+json",
+            )
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def merge_patch(
         self, kind: str, namespace: str | None, name: str, patch: Object
     ) -> Object | None:

@@ -36,8 +36,9 @@ class OperatorSettings(BaseSettings):
     """How often a deleted Agent's drain checks whether its workers are gone."""
     health_host: str = "127.0.0.1"
     """Bind address of the liveness endpoint; the in-cluster Deployment sets 0.0.0.0."""
-    health_port: int = Field(default=8081, ge=0, le=65535)
-    """``GET /healthz`` answers 200 while the operator's watches run (kopf's liveness)."""
+    health_port: int = Field(default=8082, ge=0, le=65535)
+    """``GET /healthz`` answers 200 while the operator's watches run (kopf's liveness). Not
+    8080 or 8081: a worker and the orchestrator on the same machine take those."""
     json_logs: bool = False
     """One JSON object per log line (the in-cluster Deployment sets it)."""
     catalog: Path = DEFAULT_CATALOG
