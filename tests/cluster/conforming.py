@@ -48,8 +48,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT_SCALED_OBJECT = ROOT / "keda" / "action.yaml"
 SAMPLE_SECONDS = 1.0
 """One sample a second: KEDA polls every second here (pollingInterval 1), the HPA every 2 s."""
-SETTLE_SECONDS = 4.0
-"""Settled: the same count for two HPA syncs (2 s each) and four KEDA polls, on both sides."""
+SETTLE_SECONDS = 6.0
+"""Settled: the same count for three HPA syncs (2 s each) and six KEDA polls, on both sides;
+longer than a case's ``min_run``, so that every settled count is counted in the sequence."""
 ACTION_SECONDS = 2.0
 """How long after an action its effect may reach KEDA and this test's reads at different
 moments: a new partition's metadata reached KEDA's DescribeTopics a sample before the metadata
@@ -147,7 +148,7 @@ class Case:
     """The settled replica sequence both sides must show (runs of one count, each at least
     ``min_run`` long; shorter runs are the transients of activation and HPA syncs)."""
     dedicated_broker: bool = False
-    min_run: float = 4.0
+    min_run: float = 5.0
 
 
 @dataclass

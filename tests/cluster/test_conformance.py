@@ -14,12 +14,13 @@ What must agree, and the tolerances:
   settled end of every phase both must also agree on an error (no metric). KEDA reads the broker
   at each request, so no timing is involved.
 - **The replicas, once settled.** Each phase ends when it has lasted its ``min_seconds`` and the
-  cluster and the engine have held one and the same count for 4 s (two HPA syncs at this
-  cluster's 2 s period, four KEDA polls at pollingInterval 1). The sequence of counts each side
-  held at least ``min_run`` (4 s) must be the same on both sides and equal the case's expected
+  cluster and the engine have held one and the same count for 6 s (three HPA syncs at this
+  cluster's 2 s period, six KEDA polls at pollingInterval 1). The sequence of counts each side
+  held at least ``min_run`` (5 s) must be the same on both sides and equal the case's expected
   one. Shorter runs are transients whose length depends on when the HPA syncs and KEDA polls
-  relative to the samples (0 -> 1 -> N on activation lasts one HPA sync, up to 2 s); the engine
-  makes one KEDA poll and one HPA sync per sample. Cases start with no lag, settled at 0 on both
+  relative to the samples (0 -> 1 -> N on activation lasts one HPA sync, 2 s, on an idle
+  machine; up to 4 s was seen under load); the engine makes one KEDA poll and one HPA sync per
+  sample. Cases start with no lag, settled at 0 on both
   sides: KEDA's first polls of a new ScaledObject came up to 5 s late on a loaded machine.
 - **Fallback.** The moment the fallback engages is not compared: KEDA counts every read of a
   failing metric (its polls, the HPA's queries, and this test's reads), the engine counts its own
@@ -79,7 +80,7 @@ BEHAVIOR = {
 }  # fmt: skip
 """The project's behavior (keda/action.yaml) with its scale-down window (300 s) and period (60 s)
 shortened to 10 s."""
-FALLBACK_THRESHOLD = 6
+FALLBACK_THRESHOLD = 8
 
 
 def produce(counts: dict[int, int]) -> Any:
@@ -300,7 +301,10 @@ async def test_fallback_engages_only_above_the_failure_threshold(
 ) -> None:
     run = _run(runs, "fallback")
     log = table(run)
-    engaged = [s for s in run.samples if s.fallback_condition == "True"]
+    # Until the partition comes: once recovered, the condition may trail the count's reset by a
+    # status write (two writers patch the ScaledObject's status).
+    failing = [s for s in run.samples if s.phase != "partition 2"]
+    engaged = [s for s in failing if s.fallback_condition == "True"]
     assert engaged, f"KEDA never reported the Fallback condition\n{log}"
     assert all((s.keda_failures or 0) > FALLBACK_THRESHOLD for s in engaged), log
     in_fallback = [s for s in run.samples if s.phase == "fallback"]
