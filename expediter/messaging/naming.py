@@ -16,11 +16,11 @@ __all__ = ["TopicNames"]
 
 _WORKFLOW_TOPIC = re.compile(
     r"^(?:tasks\.[^.]+|retry\.[^.]+\.[^.]+|dlq\.[^.]+|results|workflows\.events"
-    r"|workflows\.completed)$"
+    r"|workflows\.completed|approvals\.decisions)$"
 )
 """The topics, under the prefix, whose records are keyed by workflow id and carry its history:
 task topics and their retry tiers, dead letters, results, the orchestrator's events and
-completions (topics/topics.yaml)."""
+completions, and people's approval decisions (topics/topics.yaml)."""
 
 
 @dataclass(frozen=True)

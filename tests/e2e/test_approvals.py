@@ -196,6 +196,7 @@ def deployment(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Itera
         print_logs(scratch)
 
 
+@pytest.mark.timeout(600)  # a dozen CLI processes, each a Python start on 2 busy cores
 async def test_a_person_approves_from_the_cli_and_the_workflow_reads_who_and_why(
     deployment: Deployment,
 ) -> None:
@@ -237,9 +238,12 @@ async def test_a_person_approves_from_the_cli_and_the_workflow_reads_who_and_why
     assert "drones: approved by ben" in deployment.cli("status", workflow_id).stdout
     trace = deployment.cli("trace", workflow_id, "--prefix", deployment.names.prefix, "--json")
     assert trace.returncode == 0, trace.stderr
-    summaries = " ".join(e["summary"] for e in json.loads(trace.stdout)["entries"])
+    entries = json.loads(trace.stdout)["entries"]
+    summaries = " ".join(e["summary"] for e in entries)
     assert "approval-requested" in summaries
     assert "approval-decided" in summaries
+    [sent] = [e for e in entries if e["type"] == "approval-decision"]
+    assert (sent["value"]["decider"], sent["value"]["comment"]) == ("ben", "zone confirmed")
 
     again = deployment.cli("approvals", "reject", request_id, "--as", "ana")
     assert again.returncode == 1

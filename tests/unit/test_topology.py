@@ -65,9 +65,10 @@ def test_the_topics_that_carry_a_workflow_under_a_prefix() -> None:
         "t1.workflows.events", "t1.tasks.probe", "t1.retry.probe.10s", "t1.dlq.probe",
         "t1.results", "t1.workflows.completed", "t1.workflows.commands", "t1.registry",
         "t1.tools.ledger", "t1.expediter-orchestrator-workflows-changelog", "tasks.probe",
-        "t2.results", "__consumer_offsets",
+        "t2.results", "__consumer_offsets", "t1.approvals.decisions", "t1.approvals.requests",
     ]  # fmt: skip
     assert names.workflow_topics(cluster) == [
+        "t1.approvals.decisions",
         "t1.dlq.probe",
         "t1.results",
         "t1.retry.probe.10s",
