@@ -20,9 +20,11 @@ Called by :mod:`expediter.operating.running`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import kopf
@@ -72,6 +74,21 @@ def _previous(status: Mapping[str, Any]) -> AgentStatus:
         return AgentStatus.model_validate(copy.deepcopy(dict(status)))
     except ValidationError:
         return AgentStatus()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stopped: Any) -> None:
+    """Run ``work`` unless kopf stops the timer first: then cancel it. kopf does not cancel a
+    running timer as the operator exits; it waits 5 s for it and only then cancels it."""
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _owner(body: Mapping[str, Any]) -> str | None:
@@ -182,11 +199,13 @@ def registry_for(reconciler: Reconciler) -> kopf.OperatorRegistry:
         meta: Any,
         status: Mapping[str, Any],
         patch: kopf.Patch,
+        stopped: Any,
         **_: Any,
     ) -> None:
         if meta.get("deletionTimestamp"):
             return
-        await reconcile(AgentRef(namespace, name, uid), spec, meta, status, patch, topics=False)
+        ref = AgentRef(namespace, name, uid)
+        await _unless_stopped(reconcile(ref, spec, meta, status, patch, topics=False), stopped)
 
     async def replicas_changed(ref: AgentRef, agent: Mapping[str, Any], body: Any) -> None:
         # KEDA and the HPA scale the Deployment between resyncs, and the node readies pods:
