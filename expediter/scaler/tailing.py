@@ -48,6 +48,7 @@ class WorkTail:
         *,
         names: TopicNames | None = None,
         estimator: TokenEstimator | None = None,
+        catch_up_seconds: float = 2.0,
     ) -> None:
         self.kafka = kafka
         self.capability = capability
@@ -63,6 +64,8 @@ class WorkTail:
         self._reader: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
         """Set once the tail has read up to the high watermarks seen at start."""
+        self.catch_up_seconds = catch_up_seconds
+        self._advanced = asyncio.Event()
 
     async def start(self) -> None:
         """Connect, read the group's committed offsets and start reading from them."""
@@ -114,14 +117,30 @@ class WorkTail:
         sample = await self._sampler.sample(self.topic, self.group)
         committed = dict(enumerate(sample.committed))
         latest = dict(enumerate(sample.latest))
+        await self._catch_up(latest)
         # Before the tail read anything, records not read yet count at the estimator's guess for
         # a 512-byte task rather than zero, so a backlog the tail has not reached still scales.
         mean = self.work.mean or float(self.estimator.guess(512))
         reading = self.work.read(committed, latest, mean=mean)
         return reading
 
+    async def _catch_up(self, latest: dict[int, int]) -> None:
+        # Records produced just before a poll are usually read within milliseconds; waiting a
+        # little for them answers with their real estimates rather than the mean's guess.
+        assert self.work is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.catch_up_seconds
+        while any(self.work.partitions[p].end < end for p, end in latest.items()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._advanced.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+
     async def _read(self) -> None:
         assert self.work is not None
+        tasks = [TopicPartition(self.topic, p) for p in range(len(self.work.partitions))]
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
             for tp, records in batches.items():
@@ -134,6 +153,10 @@ class WorkTail:
                 else:
                     for record in records:
                         self._calibrate(record.value)
+            for tp in tasks:
+                # Past transaction markers the position moves with no record: no work there.
+                self.work.partitions[tp.partition].advance(await self._consumer.position(tp))
+            self._advanced.set()
             if not self.caught_up.is_set() and all(
                 self.work.partitions[p].end >= end for p, end in self._targets.items()
             ):

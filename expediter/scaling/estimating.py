@@ -110,8 +110,11 @@ class TokenEstimator:
         return weight * measured + (1 - weight) * self.prior
 
     def observe(self, input_bytes: int, tokens: int) -> None:
-        """One finished task: its input's size and the tokens it actually spent."""
-        if input_bytes <= 0 or tokens < 0:
+        """One finished task: its input's size and the tokens it actually spent.
+
+        A task that spent no tokens (no engine call, a rule engine) says nothing about the
+        engine's tokens per byte and is left out."""
+        if input_bytes <= 0 or tokens <= 0:
             return
         self._tokens = self._tokens * self.decay + tokens
         self._bytes = self._bytes * self.decay + input_bytes

@@ -69,6 +69,12 @@ class PartitionSums:
         self._sums.extend([last] * (offset - self.end))  # skipped offsets: no work
         self._sums.append(last + tokens)
 
+    def advance(self, offset: int) -> None:
+        """The tail's position reached ``offset`` past no record (transaction markers, or
+        records it skipped): those offsets cost nothing and are no longer unread."""
+        if offset > self.end:
+            self._sums.extend([self._sums[-1]] * (offset - self.end))
+
     def restart(self, base: int) -> None:
         """Forget everything and index from ``base`` (the tail jumped, e.g. after retention)."""
         self.base = base

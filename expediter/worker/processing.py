@@ -316,7 +316,8 @@ class TaskRunner:
                 return failed
             size = len(record.value or b"")
             estimate = self.estimator.estimate(size, record.headers)
-            self.estimator.observe(size, ctx.usage.prompt_tokens + ctx.usage.completion_tokens)
+            if estimate.source == "estimator":  # as the scaler calibrates: size-based tasks
+                self.estimator.observe(size, ctx.usage.prompt_tokens + ctx.usage.completion_tokens)
             succeeded = self._succeeded.record(
                 task, output, attempt=task.attempt, usage=ctx.usage, trace=trace,
                 duration_ms=int((time.monotonic() - started) * 1000), tries=tries,

@@ -134,7 +134,8 @@ async def test_keda_scales_on_pending_tokens_through_the_external_scaler(
         # 200 tiny tasks, 900 tokens: lag 200 (20 replicas at lagThreshold 10), one replica's work.
         await _produce(kafka, names.tasks("probe"), [5] * 180 + [0] * 20)
         seen = await _watch(cluster, namespace, 20, None)
-        assert seen == [0, 1], f"spec.replicas went {seen}\n{log.read_text()}"
+        # KEDA may activate (0 -> 1) before the first look: what matters is one and no more.
+        assert seen in ([0, 1], [1]), f"spec.replicas went {seen}\n{log.read_text()}"
 
         # 4 huge tasks: 8,000 more tokens, 8,900 pending: ceil(89 s / 10 s) = 9 replicas.
         await _produce(kafka, names.tasks("probe"), [2000] * 4)

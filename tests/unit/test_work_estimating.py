@@ -272,3 +272,20 @@ def test_keda_simulate_runs_the_external_work_trigger(tmp_path: Path) -> None:
     refused = cli(["keda", "simulate", "--scenario", str(bad)], dict(os.environ))
     assert refused.returncode == 2
     assert "steps[0].tokns is not a scenario key; did you mean tokens?" in refused.stderr
+
+
+def test_offsets_past_no_record_cost_nothing_and_are_not_unread() -> None:
+    sums = PartitionSums()
+    sums.append(0, 10)
+    sums.advance(3)  # a transaction marker at 1 and 2: the tail's position is 3
+    assert sums.end == 3
+    assert sums.pending(0, mean=50.0, latest=3) == 10  # no marker counted at the mean
+    sums.advance(2)  # never backwards
+    assert sums.end == 3
+
+
+def test_tasks_that_spent_no_tokens_do_not_calibrate() -> None:
+    estimator = TokenEstimator(tokens_per_byte=0.25, warmup=1)
+    for _ in range(50):
+        estimator.observe(input_bytes=400, tokens=0)  # a rule engine: no model, no tokens
+    assert estimator.guess(400) == 100
