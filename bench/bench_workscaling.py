@@ -191,6 +191,9 @@ def main(args: argparse.Namespace) -> None:
           "tokens": sum(t.tokens for t in tasks), "tokens_per_second": args.rate,
           "load_seconds": args.load_seconds, "partitions": args.partitions})  # fmt: skip
     lag = run("lag", LagScaler(spec, args.lag_threshold), tasks, args)
+    for drain in sorted({10, 20, 30, 60} - {args.drain_seconds}):
+        # Context: how the target trades replica-seconds for drain time on this workload.
+        run(f"work targetDrainSeconds={drain}", WorkScaler(spec, drain, args.rate), tasks, args)
     work = run("work", WorkScaler(spec, args.drain_seconds, args.rate), tasks, args)
     ratio = int(work["replica_seconds_to_drain"]) / max(1, int(lag["replica_seconds_to_drain"]))  # type: ignore[call-overload]
     emit({"ratio": round(ratio, 3),
