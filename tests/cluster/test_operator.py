@@ -288,6 +288,18 @@ def test_the_operator_serves_healthz_logs_json_and_exits_0_on_sigterm(
     operator.start()  # the module's fixture stops it again
 
 
+def test_the_in_cluster_install_passes_the_servers_validation(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    # The Deployment cannot run here (the local node mounts no service-account token), but the
+    # API server checks it, with the CRD and RBAC, as `kubectl apply -k k8s/operator` sends it.
+    out = cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--force-conflicts",
+        "-k", str(ROOT / "k8s" / "operator"),
+    )  # fmt: skip
+    assert out.count("(server dry run)") == 5, out
+
+
 def test_the_cli_refuses_a_missing_kubeconfig(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "expediter.cli", "operator", "--kubeconfig",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -112,3 +113,37 @@ def test_the_operator_may_delete_nothing_and_read_no_secret() -> None:
     rules = cluster_role_rules()
     assert not any("delete" in r["verbs"] or "*" in r["verbs"] for r in rules)
     assert not any("secrets" in r["resources"] for r in rules)
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.37"])
+def test_the_operator_install_validates_against_kubernetes_schemas(version: str) -> None:
+    objects = [
+        document
+        for manifest in operator_manifests()
+        if not manifest.path.endswith("kustomization.yaml")
+        for document in manifest.documents
+        if isinstance(document, dict)
+    ]
+    assert sorted(o["kind"] for o in objects) == [
+        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
+        "ServiceAccount",
+    ]  # fmt: skip
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']}: {exc.message} at {list(exc.path)}")
+
+
+def test_the_operator_pod_is_non_root_with_a_read_only_root() -> None:
+    (deployment,) = next(
+        m.documents for m in operator_manifests() if m.path == "k8s/operator/deployment.yaml"
+    )
+    assert isinstance(deployment, dict)
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
