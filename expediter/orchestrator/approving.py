@@ -39,7 +39,17 @@ from expediter.events import ApprovalDecision, ApprovalRequest, Producer
 if TYPE_CHECKING:
     from expediter.orchestrator.stepping import Effects
 
-__all__ = ["SEEN", "Verdict", "ask", "expire", "judge", "request_id", "take", "withdraw_open"]
+__all__ = [
+    "SEEN",
+    "Verdict",
+    "ask",
+    "drop_parked",
+    "expire",
+    "judge",
+    "request_id",
+    "take",
+    "withdraw_open",
+]
 
 SEEN = 200
 """Decision event ids remembered per step: enough for any redelivery, bounded for floods."""
@@ -160,13 +170,27 @@ def expire(
 
 
 def withdraw_open(state: WorkflowState, now: datetime, effects: Effects) -> None:
-    """The workflow ends: an approval still waiting is withdrawn (no decision applies now)."""
+    """The workflow ends: an approval still waiting is withdrawn (no decision applies now), and
+    decisions parked for an approval it never reached are recorded as such."""
     for step in state.steps.values():
         if step.status == "waiting" and step.approval is not None:
             step.approval.reason = "withdrawn"
             step.status = "skipped"
             step.finished_at = now
             effects.resolved.append(step.approval.request_id)
+        elif step.status == "pending":
+            drop_parked(state, step, "workflow-finished", effects)
+
+
+def drop_parked(
+    state: WorkflowState, step: StepState, reason: IgnoredReason, effects: Effects
+) -> None:
+    """Decisions parked for a request that will not be made: recorded and ignored."""
+    if step.approval is None:
+        return
+    parked, step.approval.parked = step.approval.parked, []
+    for early in parked:
+        _ignore(state, step, early, reason, effects)
 
 
 # -- internals ------------------------------------------------------------------------------

@@ -290,6 +290,7 @@ def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: E
                 step = state.steps.setdefault(spec.id, StepState(capability="approval"))
                 step.status = "skipped"
                 effects.note(state, "step-completed", spec.id, skipped=True)
+                approving.drop_parked(state, step, "unknown-request", effects)
             elif isinstance(spec, Approval):
                 approving.ask(state, spec, given, 1, now, effects, PRODUCER)
             else:

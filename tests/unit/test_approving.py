@@ -53,8 +53,13 @@ def flow(**approval: Any) -> Workflow:
     )
 
 
-def surveyed(workflow: Workflow, ha: float = 80) -> tuple[WorkflowState, Any]:
+def surveyed(
+    workflow: Workflow, ha: float = 80, early: ApprovalDecision | None = None
+) -> tuple[WorkflowState, Any]:
+    """The survey done with ``ha`` infested (``early``: a decision sent before it finished)."""
     state, effects = start(workflow, "wf-1", {"field": "f1"}, T0)
+    if early is not None:
+        apply_decision(workflow, state, early, T0)
     task = effects.tasks[0]
     result = ResultEvent(producer=PERSON, workflow_id="wf-1", step_id="survey",
                          capability="pest-detection", task_id=task.event_id, status="succeeded",
@@ -174,8 +179,12 @@ def test_a_decision_before_the_request_is_parked_then_applied_when_asked() -> No
 
 def test_an_approval_whose_condition_is_false_is_skipped_and_asks_nothing() -> None:
     workflow = flow()
-    state, effects = surveyed(workflow, ha=10)
+    state, effects = surveyed(workflow, ha=10, early=decision("ana"))
     assert effects.requests == []
+    ignored = [e.detail for e in effects.events if e.status == "decision-ignored"]
+    assert [(d["by"], d["reason"]) for d in ignored] == [("ana", "unknown-request")], (
+        "the decision parked for it is recorded, not left waiting"
+    )
     assert state.steps["drones"].status == "skipped"
     assert state.status == "completed"
     late = apply_decision(workflow, state, decision("ana"), T0)
@@ -237,16 +246,19 @@ def test_a_workflow_that_fails_elsewhere_withdraws_its_open_request() -> None:
         stages=[Parallel("both", [
             Step("survey", "pest-detection", lambda s: {}, max_attempts=1),
             Approval("drones", ask=lambda s: {}, approvers=["ana"]),
-        ], join=All())],
+        ], join=All()), Approval("later", ask=lambda s: {}, approvers=["ana"])],
         report=lambda s: {},
     )  # fmt: skip
     state, first = start(workflow, "wf-1", {}, T0)
     assert [r.request_id for r in first.requests] == ["wf-1/drones"]
+    apply_decision(workflow, state, decision("ana", step="later"), T0)  # parked, never asked
     effects = expire(workflow, state, "survey", 1, T0 + timedelta(seconds=500))
     assert state.status == "failed"
     assert effects.resolved == ["wf-1/drones"]
     late = apply_decision(workflow, state, decision("ana"), T0 + timedelta(seconds=501))
     assert late.events[0].detail["reason"] == "withdrawn"
+    ignored = [e.detail["reason"] for e in effects.events if e.status == "decision-ignored"]
+    assert ignored == ["workflow-finished"]
 
 
 def test_an_ask_that_raises_fails_that_workflow() -> None:
