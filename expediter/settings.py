@@ -195,8 +195,23 @@ class EngineSettings(BaseSettings):
     n_gpu_layers: int = 0
     """Layers to offload to a GPU with ``llama``; -1 offloads all (the gpu overlay sets it)."""
     n_ctx: int = Field(default=2048, ge=256)
-    n_threads: int | None = None
-    """llama.cpp threads; None lets it pick (all cores)."""
+    n_threads: int | None = Field(default=None, ge=1)
+    """llama.cpp threads (generation and prompt); None: the cores the container is given (its
+    CPU affinity and cgroup quota, :func:`expediter.reasoning.cores.available_cores`), not
+    llama-cpp-python's own default of half the host's cores."""
+    n_batch: int = Field(default=512, ge=1)
+    """Prompt tokens llama.cpp evaluates per batch (llama.cpp's default)."""
+    flash_attn: bool = False
+    """llama.cpp's flash attention: faster and leaner on a GPU, little gain on a CPU."""
+    seed: int = Field(default=0, ge=0)
+    """The sampling seed, set on every call: with a temperature above 0 the same prompt still
+    gets the same answer. (At the default temperature 0 decoding is greedy anyway.)"""
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    """Nucleus sampling with a temperature above 0 (llama-cpp-python's default)."""
+    chat_format: str | None = None
+    """None: the GGUF's own chat template (Gemma's for the default model). Else a
+    llama-cpp-python chat format name (``chatml``, ``gemma``, ``llama-3``...) for a GGUF that
+    carries no template or a wrong one."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """The OpenAI-compatible server for ``openai``."""
     api_key: SecretStr | None = None
@@ -204,7 +219,9 @@ class EngineSettings(BaseSettings):
     model: str = "default"
     """The model name sent to the OpenAI-compatible server."""
     timeout: float = Field(default=120.0, gt=0)
-    """Seconds one engine call may take; should stay below the agent's max_task_seconds."""
+    """Seconds one engine call may take, waiting for the model included; should stay below the
+    agent's max_task_seconds. ``llama`` stops a generation that runs past it (and frees the
+    model for the next call); ``openai`` gives up on the request."""
     temperature: float = Field(default=0.0, ge=0)
     """0 by default: agents want repeatable structured decisions, not creativity."""
     response_format: Literal["json_schema", "json_object"] = "json_schema"

@@ -6,6 +6,17 @@ The worker calls ``start()`` (load and warm the model) before joining its group,
 replica counts as ready only once it can answer; agent handlers call ``reason`` through
 ``TaskContext.reason``. llama_cpp is imported in ``start()`` only: it is the optional ``[llm]``
 extra, and the other engines must work without it.
+
+- **Threads**: ``EXPEDITER_ENGINE_N_THREADS``, else the cores the container is given
+  (:func:`~expediter.reasoning.cores.available_cores`: affinity and cgroup quota).
+- **Timeouts**: a call may take ``EXPEDITER_ENGINE_TIMEOUT`` seconds, waiting for the model
+  included. A generation past it, or one whose caller was cancelled (the worker's
+  ``max_task_seconds``, routing's fallback), is stopped at its next token by a stopping criterion
+  that llama-cpp-python checks after each token, so the thread ends and frees the model for the
+  next call. (The prompt's evaluation before the first token cannot be interrupted.)
+- **Concurrency**: one model instance generates one sequence at a time; calls queue for it.
+  :attr:`LlamaEngine.parallelism` says so (1), and an agent on this engine should declare
+  ``concurrency=1``.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from expediter.errors import ConfigurationError, EngineError
 from expediter.events import TokenUsage
+from expediter.reasoning.cores import available_cores
 from expediter.reasoning.faults import EngineFault
 from expediter.reasoning.grammars import grammar_schema as _grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
@@ -36,6 +48,26 @@ _T = TypeVar("_T")
 _INSTALL = "pip install 'expediter[llm]'"
 DEFAULT_MODEL = "gemma-3-270m-q4_k_m.gguf"
 """The file the default model package assembles: the model's name before ``start()``."""
+
+
+def _stoppable(llama_type: Any, criteria_type: Any) -> Any:
+    """A ``Llama`` subclass whose generations also end when its ``should_stop`` returns True.
+
+    ``create_chat_completion`` takes no stopping criteria of its own (its chat handler sets
+    them), but every generation goes through ``generate``, which does: the subclass adds ours.
+    """
+
+    class StoppableLlama(llama_type):  # type: ignore[misc]
+        should_stop: Callable[[], bool] | None = None
+
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
+            check = self.should_stop
+            if check is not None:
+                given = list(kwargs.get("stopping_criteria") or [])
+                kwargs["stopping_criteria"] = criteria_type([*given, lambda _ids, _p: check()])
+            return super().generate(tokens, *args, **kwargs)
+
+    return StoppableLlama
 
 
 def _default_model_path() -> Path:
@@ -68,12 +100,19 @@ class LlamaEngine:
         self._lock = asyncio.Lock()
         self._thread_lock = threading.Lock()
         self.model_path: Path | None = None
+        self.threads = settings.n_threads or available_cores()
+        """llama.cpp's threads: the setting, else the cores the container is given."""
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def parallelism(self) -> int:
+        """Generations this engine runs at once: 1 (one model instance, one sequence)."""
+        return 1
 
     @property
     def model(self) -> str:
@@ -87,7 +126,7 @@ class LlamaEngine:
             if self._llm is not None:
                 return
             try:
-                from llama_cpp.llama import Llama
+                from llama_cpp.llama import Llama, StoppingCriteriaList
                 from llama_cpp.llama_grammar import LlamaGrammar
             except ImportError as exc:
                 raise ConfigurationError(
@@ -103,7 +142,8 @@ class LlamaEngine:
                     ".gguf file, or unset it to use Gemma 3 270M"
                 )
             began = time.perf_counter()
-            llm = await self._in_thread(lambda: self._load(Llama, path))
+            llama_type = _stoppable(Llama, StoppingCriteriaList)
+            llm = await self._in_thread(lambda: self._load(llama_type, path))
             loaded = time.perf_counter()
             await self._in_thread(
                 lambda: llm.create_chat_completion(
@@ -114,8 +154,9 @@ class LlamaEngine:
             self.warmup_seconds = time.perf_counter() - loaded
             self._llm, self._grammar_type, self.model_path = llm, LlamaGrammar, path
             log.info(
-                "llama engine ready: %s loaded in %.2f s, warmed up in %.2f s",
+                "llama engine ready: %s on %d thread(s), loaded in %.2f s, warmed up in %.2f s",
                 path.name,
+                self.threads,
                 self.load_seconds,
                 self.warmup_seconds,
             )
@@ -125,10 +166,15 @@ class LlamaEngine:
             "model_path": str(path),
             "n_ctx": self._settings.n_ctx,
             "n_gpu_layers": self._settings.n_gpu_layers,
+            "n_threads": self.threads,
+            "n_threads_batch": self.threads,
+            "n_batch": self._settings.n_batch,
+            "flash_attn": self._settings.flash_attn,
+            "seed": self._settings.seed,
             "verbose": False,
         }
-        if self._settings.n_threads is not None:
-            options["n_threads"] = self._settings.n_threads
+        if self._settings.chat_format is not None:
+            options["chat_format"] = self._settings.chat_format
         try:
             return llama_type(**options)
         except (ValueError, RuntimeError) as exc:
@@ -154,7 +200,26 @@ class LlamaEngine:
         max_tokens: int = 256,
         workflow_id: str | None = None,
     ) -> Reasoned[OutputT]:
-        async with self._lock:
+        timeout = self._settings.timeout
+        deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise EngineFault(
+                f"the llama model stayed busy for EXPEDITER_ENGINE_TIMEOUT={timeout:g} s before "
+                "this call could start: lower the agent's concurrency or raise the timeout",
+                reason="timeout",
+                retriable=True,
+            ) from None
+        cancelled, stopped = threading.Event(), threading.Event()
+
+        def should_stop() -> bool:
+            if cancelled.is_set() or time.monotonic() >= deadline:
+                stopped.set()
+            return stopped.is_set()
+
+        try:
             llm = self._llm
             if llm is None:
                 raise EngineError(
@@ -167,19 +232,32 @@ class LlamaEngine:
                 schema = _grammar_schema(output_model.model_json_schema())
                 grammar = self._grammar_type.from_json_schema(json.dumps(schema), verbose=False)
                 self._grammars[output_model] = grammar
-            # The schema stays out of the prompt: a small model copies its keywords ("items",
-            # "maxItems") into string fields. The grammar alone forces keys, enums and bounds.
+            # The grammar forces keys, enums and bounds; what the fields should say (and an
+            # example) is the caller's prompt's job (the reasoning agent's SYSTEM shows both).
             messages = [{"role": "system", "content": system}] if system else []
             messages.append({"role": "user", "content": prompt})
-            try:
-                reply = await self._in_thread(
-                    lambda: llm.create_chat_completion(
+
+            def generate() -> Any:
+                llm.should_stop = should_stop
+                try:
+                    return llm.create_chat_completion(
                         messages=messages,
                         grammar=grammar,
                         max_tokens=max_tokens,
                         temperature=self._settings.temperature,
+                        top_p=self._settings.top_p,
+                        seed=self._settings.seed,
                     )
-                )
+                finally:
+                    llm.should_stop = None
+
+            try:
+                reply = await self._in_thread(generate)
+            except asyncio.CancelledError:
+                # The caller gave up (max_task_seconds, a routing timeout): stop the thread at
+                # its next token rather than let it generate, holding the model, for nobody.
+                cancelled.set()
+                raise
             except ValueError as exc:
                 # llama-cpp-python raises ValueError when the prompt does not fit the context.
                 raise EngineError(
@@ -187,6 +265,18 @@ class LlamaEngine:
                     f"EXPEDITER_ENGINE_N_CTX (now {self._settings.n_ctx})",
                     retriable=False,
                 ) from exc
+        finally:
+            self._lock.release()
+        if stopped.is_set():
+            generated = (reply.get("usage") or {}).get("completion_tokens", 0)
+            raise EngineFault(
+                f"the llama model did not finish within EXPEDITER_ENGINE_TIMEOUT={timeout:g} s "
+                f"and was stopped after {generated} token(s): raise the timeout, lower "
+                f"max_tokens (now {max_tokens}) or give the engine more cores (it has "
+                f"{self.threads} thread(s))",
+                reason="timeout",
+                retriable=True,
+            )
         choice = reply["choices"][0]
         content = choice["message"]["content"] or ""
         try:
