@@ -140,7 +140,10 @@ agent = Agent(
     input_model=ReasoningInput,
     output_model=Plan,
     handler=plan,
-    resources=AgentResources(accelerator="gpu", concurrency=2, max_task_seconds=120),
+    # concurrency=1: one llama.cpp model instance generates one sequence at a time
+    # (LlamaEngine.parallelism), so a second task would only queue for the model while its
+    # lag counted as served; KEDA's lagThreshold (2 x concurrency) follows from it.
+    resources=AgentResources(accelerator="gpu", concurrency=1, max_task_seconds=120),
     description="Plans field operations from a goal and context features (LLM, structured).",
     rules=plan_rules,
 )
