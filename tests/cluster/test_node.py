@@ -218,9 +218,12 @@ def test_stopping_the_node_stops_every_pod_and_leaves_no_process(node: Cluster) 
     apply(node, [_pod(ns, f"p{n}", [{"name": "main", "image": "busybox",
                                       "command": ["sh", "-c", script]}],
                       terminationGracePeriodSeconds=2) for n in range(2)])  # fmt: skip
-    found = [wait_for("Running", lambda n=n: container(pod(node, ns, f"p{n}") or {}).get("started"))
-             for n in range(2)]  # fmt: skip
-    assert all(found)
+    for name in ("p0", "p1"):
+
+        def started(name: str = name) -> bool:
+            return bool(container(pod(node, ns, name) or {}).get("started"))
+
+        wait_for(f"{name} running", started)
     assert pod_processes(node.local.node_dir, ns)
     assert node.local.stop_node()
     assert pod_processes(node.local.node_dir) == []
