@@ -13,6 +13,8 @@ none is running):
    replicas per agent, time from the burst to the first replica and to the peak.
 
 ``--smoke`` runs the older smoke flow instead (topic, produce N, consume N, count).
+``--cluster`` runs the same burst on the dev cluster (:mod:`expediter.cli.clusterdemo`): the
+real KEDA and HPA decide the replicas and the workers are pods of the local node.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from expediter.watching import (
     supervisor_alive,
 )
 
-__all__ = ["DemoSummary", "demo"]
+__all__ = ["DemoSummary", "burst", "demo", "report_of"]
 
 FLEET = "soil_analyzer,pest_detector,crop_mapper"
 WORKFLOW = "field-analysis"
@@ -76,6 +78,8 @@ class DemoSummary:
     leftover_processes: int = 0
     seconds: float = 0.0
     reports: list[dict[str, Any]] = field(default_factory=list)
+    cluster: dict[str, Any] | None = None
+    """With --cluster: the namespace, kubeconfig, HPA sync period and nodes of the run."""
 
     @property
     def ok(self) -> bool:
@@ -97,6 +101,14 @@ def demo(
         int, typer.Option(min=1, help="Lower maxReplicaCount to this (a small machine).")
     ] = 4,
     partitions: Annotated[int, typer.Option(min=1, help="--smoke: partitions.")] = 3,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Run the fleet as pods on the dev cluster (`expediter dev cluster`, started "
+            "if none runs): the real KEDA and HPA decide the replicas.",
+        ),
+    ] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the field-analysis fleet on a real broker, scaled on lag as KEDA would; sum it up."""
@@ -107,13 +119,22 @@ def demo(
     agents = load_agents(Path("."), FLEET, prefix, polling_interval=polling_interval,
                          cooldown=cooldown, max_replicas=max_replicas)  # fmt: skip
     if not json_:
+        how = "on the dev cluster, by the real KEDA and HPA" if cluster else "as KEDA would"
         console.print(
             f"[bold]Expediter demo[/]: {count or 60} {WORKFLOW} workflows; the fleet "
-            f"({FLEET.replace('_', '-').replace(',', ', ')}) scales on lag as KEDA would "
+            f"({FLEET.replace('_', '-').replace(',', ', ')}) scales on lag {how} "
             f"(poll {polling_interval}s, cooldown {cooldown}s, at most {max_replicas} replicas)",
             highlight=False,
         )
-    summary = asyncio.run(_fleet(agents, prefix, count or 60, rate, quiet=json_))
+    if cluster:
+        from expediter.cli.clusterdemo import cluster_demo
+
+        summary = asyncio.run(cluster_demo(
+            agents, prefix, count or 60, rate, polling_interval=polling_interval,
+            cooldown=cooldown, max_replicas=max_replicas, quiet=json_,
+        ))  # fmt: skip
+    else:
+        summary = asyncio.run(_fleet(agents, prefix, count or 60, rate, quiet=json_))
     if json_:
         emit_json({**asdict(summary), "ok": summary.ok})
     else:
@@ -160,7 +181,7 @@ async def _run(
         submissions: list[Submission] = []
         burst_at = time.monotonic()
         finished = asyncio.create_task(
-            _burst(broker.settings, prefix, count, rate, running, submissions)
+            burst(broker.settings, prefix, count, rate, running, submissions)
         )
         watcher = Watcher(agents)
         best_total, scaled_back = 0, False
@@ -212,7 +233,7 @@ async def _run(
     )
     seconds = sorted(s.seconds for s in submissions if s.seconds is not None)
     summary.p50_seconds = round(seconds[len(seconds) // 2], 2) if seconds else None
-    summary.reports = [_report(s) for s in submissions if s.outcome is not None][:3]
+    summary.reports = [report_of(s) for s in submissions if s.outcome is not None][:3]
     summary.peak_seconds = None if summary.peak_seconds is None else round(summary.peak_seconds, 1)
     return summary
 
@@ -224,15 +245,16 @@ def _source(supervisor: Supervisor, agents: list[ScaledAgent], prefix: str) -> A
     return read
 
 
-async def _burst(
-    kafka: KafkaSettings, prefix: str, count: int, rate: float, running: asyncio.Task[Any],
-    submissions: list[Submission],
+async def burst(
+    kafka: KafkaSettings, prefix: str, count: int, rate: float,
+    running: asyncio.Task[Any] | None, submissions: list[Submission],
 ) -> None:  # fmt: skip
-    """Submit ``count`` workflows at ``rate`` (into ``submissions``), then wait for them all."""
+    """Submit ``count`` workflows at ``rate`` (into ``submissions``), then wait for them all;
+    ``running`` (the local supervisor), when it fails, stops the burst with its error."""
     async with Submitter(kafka, TopicNames(prefix), {WORKFLOW}) as client:
         began = time.monotonic()
         for n in range(count):
-            if running.done():
+            if running is not None and running.done():
                 running.result()  # the supervisor failed: raise its error
             # Varied fields: some have pests (and need the crop mapper), some do not.
             field_id = f"field-{chr(97 + n % 26)}{n // 26}"
@@ -250,7 +272,8 @@ def _first_replica(supervisor: Supervisor, burst_at: float) -> float | None:
     return round(min(firsts), 1) if firsts else None
 
 
-def _report(s: Submission) -> dict[str, Any]:
+def report_of(s: Submission) -> dict[str, Any]:
+    """A finished workflow's report, in the summary's shape."""
     outcome = s.outcome or {}
     report = outcome.get("report") or {}
     soil, pests, crop = report.get("soil") or {}, report.get("pests") or {}, report.get("map")
@@ -279,6 +302,13 @@ def _print_summary(summary: DemoSummary) -> None:
         f"processes left: {summary.leftover_processes}; took {summary.seconds}s",
         highlight=False,
     )
+    if summary.cluster:
+        console.print(
+            f"replicas decided by KEDA and the HPA (sync {summary.cluster['hpa_sync_seconds']:g}s)"
+            f" on the dev cluster, namespace {summary.cluster['namespace']}; pods run by the "
+            f"local node ({', '.join(summary.cluster['nodes'])})",
+            highlight=False,
+        )
 
 
 def _smoke(count: int, partitions: int, json_: bool) -> None:

@@ -7,6 +7,10 @@ override the manifests' values for demos; ``--max-replicas`` lowers maxReplicaCo
 machine. Scale events print as they happen (``--json``: one JSON object a line). Ctrl-C or
 SIGTERM stops everything cleanly: workers drain, then the supervisor exits 0. State goes to
 ``<state dir>/supervisor.json`` and each child's output to ``<state dir>/logs/``.
+
+``--cluster`` runs the same fleet on the dev cluster instead (:mod:`expediter.cli.clusterfleet`):
+the manifests applied, the real KEDA and HPA deciding the replicas, the local node running the
+pods.
 """
 
 from __future__ import annotations
@@ -87,12 +91,33 @@ def up(
     workflows: Annotated[str, typer.Option(help="The orchestrator's workflows folder.")] = (
         "workflows"
     ),
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Run the fleet as pods on the dev cluster (started if none runs): the real "
+            "KEDA and HPA scale them.",
+        ),
+    ] = False,
+    namespace: Annotated[
+        str, typer.Option(help="--cluster: the namespace the fleet is applied to.")
+    ] = "expediter",
     json_: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
 ) -> None:
     """Run the orchestrator and scale each agent's workers on lag, as KEDA would; Ctrl-C stops."""
     prefix = OrchestratorSettings().topic_prefix
     chosen = load_agents(root, agents, prefix, polling_interval=polling_interval,
                          cooldown=cooldown, max_replicas=max_replicas)  # fmt: skip
+    if cluster:
+        from expediter.cli.clusterfleet import ClusterFleet, print_event, up_on_cluster
+
+        fleet = ClusterFleet(
+            namespace=namespace, bootstrap=KafkaSettings().bootstrap, prefix=prefix,
+            agents=chosen, root=root.resolve(), orchestrator=not no_orchestrator,
+            polling_interval=polling_interval, cooldown=cooldown, max_replicas=max_replicas,
+        )  # fmt: skip
+        up_on_cluster(fleet, duration=duration, report=_json_line if json_ else print_event)
+        return
     options = SupervisorOptions(
         root=root.resolve(), state_dir=(state_dir or default_state_dir()).resolve(),
         orchestrator=not no_orchestrator, workflows=workflows, duration=duration,
