@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from expediter.authoring.state import WorkflowState
 
 __all__ = [
+    "APPROVAL_CAPABILITY",
     "Approval",
     "ApprovalState",
     "DeadlinePolicy",
@@ -54,6 +55,10 @@ __all__ = [
     "ParkedDecision",
     "decider_problem",
 ]
+
+APPROVAL_CAPABILITY = "approval"
+"""The capability an approval step's state carries: a person decides, no agent serves it (the
+registry's "no live agent" warning skips it)."""
 
 DeadlinePolicy = Literal["reject", "approve", "escalate"]
 """What happens when an approval's deadline passes with no decision."""

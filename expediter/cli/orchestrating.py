@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from expediter.authoring import load_workflows
+from expediter.authoring.approvals import APPROVAL_CAPABILITY
 from expediter.cli.agents import print_warning, unserved_warning
 from expediter.cli.approvals import approval_lines
 from expediter.cli.output import console, emit_json, fail
@@ -231,7 +232,8 @@ def status(
             raise typer.Exit(1)
         fail(f"no workflow {workflow_id!r} found (check the id, and EXPEDITER_TOPIC_PREFIX)")
     waiting = [] if state is None or state.status != "running" else [
-        step.capability for step in state.steps.values() if step.status in ("pending", "running")
+        step.capability for step in state.steps.values()
+        if step.status in ("pending", "running") and step.capability != APPROVAL_CAPABILITY
     ]  # fmt: skip
     warning = unserved_warning(waiting, settings.topic_prefix)
     if json_:

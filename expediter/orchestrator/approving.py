@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from expediter.authoring.approvals import (
+    APPROVAL_CAPABILITY,
     HISTORY,
     Approval,
     ApprovalState,
@@ -68,7 +69,7 @@ def ask(
 ) -> None:  # fmt: skip
     """Put the step in ``waiting`` for ``round_``, publish the request, then apply what was
     parked: the first decision of an allowed decider decides."""
-    step = state.steps.setdefault(spec.id, StepState(capability="approval"))
+    step = state.steps.setdefault(spec.id, StepState(capability=APPROVAL_CAPABILITY))
     names, groups = spec.deciders(round_)
     previous = step.approval or ApprovalState(request_id=request_id(state.workflow_id, spec.id))
     approval = previous.model_copy(update={
@@ -113,7 +114,7 @@ def take(
         step.duplicates += 1  # this very decision again (a redelivery): handled once already
         return False
     if verdict == "park":
-        step = state.steps.setdefault(decision.step_id, StepState(capability="approval"))
+        step = state.steps.setdefault(decision.step_id, StepState(capability=APPROVAL_CAPABILITY))
         _remember(step, decision)
         assert step.approval is not None
         step.approval.parked.append(_parked(decision))
@@ -121,7 +122,7 @@ def take(
         effects.note(state, "decision-parked", decision.step_id, **_detail(_parked(decision)),
                      reason="the workflow has not asked yet; applied when it does")  # fmt: skip
         return False
-    if step is not None and step.capability == "approval":
+    if step is not None and step.capability == APPROVAL_CAPABILITY:
         _remember(step, decision)
     if verdict != "apply":
         _ignore(state, step, _parked(decision), verdict, effects, step_id=decision.step_id)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from expediter.authoring.approvals import Approval
+from expediter.authoring.approvals import APPROVAL_CAPABILITY, Approval
 from expediter.authoring.state import StepState, WorkflowState
 from expediter.authoring.workflows import InvalidInputError, Parallel, Step, Workflow
 from expediter.events import (
@@ -216,7 +216,7 @@ def _guarded(
     try:
         work()
     except _UserCodeError as exc:
-        step = state.steps.setdefault(exc.step_id, StepState(capability="approval"))
+        step = state.steps.setdefault(exc.step_id, StepState(capability=APPROVAL_CAPABILITY))
         step.status = "failed"
         step.error = TaskError(retriable=False, code=exc.code, message=exc.reason[:10_000])
         step.finished_at = now
@@ -287,7 +287,7 @@ def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: E
         ]
         for spec, given in plans:
             if given is None:
-                step = state.steps.setdefault(spec.id, StepState(capability="approval"))
+                step = state.steps.setdefault(spec.id, StepState(capability=APPROVAL_CAPABILITY))
                 step.status = "skipped"
                 effects.note(state, "step-completed", spec.id, skipped=True)
                 approving.drop_parked(state, step, "unknown-request", effects)

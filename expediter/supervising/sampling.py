@@ -35,8 +35,10 @@ from expediter.settings import KafkaSettings
 
 __all__ = ["LagSample", "LagSampler", "MissingTopicError"]
 
-COORDINATOR_ATTEMPTS = 20
-"""Tries (0.5 s apart) to read a group's offsets while the coordinator is still loading."""
+COORDINATOR_ATTEMPTS = 120
+"""Tries (0.5 s apart) to read a group's offsets while the coordinator is still loading: a
+fresh local broker that has just created a few hundred partitions (``make demo``) took longer
+than 10 s on a loaded machine."""
 METADATA_MAX_AGE = 0.5
 """Seconds a read of the topics' partitions serves: the samples of one round
 (:meth:`LagSampler.sample_all`) share one read, and each poll (1 s apart at the least) reads
