@@ -17,7 +17,7 @@ from typing import Annotated, get_args
 import typer
 from rich.table import Table
 
-from expediter.cli.output import console, emit_json, wide_console
+from expediter.cli.output import console, emit_json, fail, wide_console
 from expediter.cli.replay import json_errors, progress_bars
 from expediter.errors import ConfigurationError
 from expediter.events import DeadLetterReason
@@ -44,7 +44,21 @@ Dlq = Annotated[
     str,
     typer.Argument(help="A capability (its DLQ is <prefix>dlq.<capability>) or a DLQ topic name."),
 ]
-Prefix = Annotated[str, typer.Option(help="The deployment's topic prefix; '' in production.")]
+Prefix = Annotated[
+    str,
+    typer.Option(
+        envvar="EXPEDITER_TOPIC_PREFIX",
+        help="The deployment's topic prefix, as status and submit read it; '' in production.",
+    ),
+]
+Offsets = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dead letters: OFFSET, or PARTITION:OFFSET on a DLQ of several."),
+]
+OffsetOption = Annotated[
+    list[str] | None,
+    typer.Option("--offset", help="A dead letter: OFFSET or PARTITION:OFFSET (repeatable)."),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 _REASONS = ", ".join(get_args(DeadLetterReason))
 Reason = Annotated[
@@ -92,14 +106,19 @@ def list_(dlq: Dlq, prefix: Prefix = "", reason: Reason = None, json_: JsonFlag 
 @app.command()
 def show(
     dlq: Dlq,
-    offsets: Annotated[
-        list[str], typer.Argument(help="OFFSET, or PARTITION:OFFSET on a DLQ of several.")
-    ],
+    offsets: Offsets = None,
+    offset: OffsetOption = None,
     prefix: Prefix = "",
     json_: JsonFlag = False,
 ) -> None:
-    """Chosen dead letters whole: reason, detail, origin and the original record decoded."""
+    """Chosen dead letters whole: reason, detail, origin and the original record decoded.
+
+    Offsets as arguments or with --offset, as in redrive.
+    """
     topic = TopicNames(prefix).dlq_named(dlq)
+    offsets = [*(offsets or []), *(offset or [])]
+    if not offsets:
+        fail("dlq show needs at least one OFFSET (or --offset); `expediter dlq list` shows them")
 
     async def go() -> list[Letter]:
         async with HistoryReader(KafkaSettings()) as reader:
@@ -128,12 +147,8 @@ def show(
 @app.command(name="redrive")
 def redrive_(
     dlq: Dlq,
-    offset: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--offset", help="A dead letter to redrive: OFFSET or PARTITION:OFFSET (repeatable)."
-        ),
-    ] = None,
+    offsets: Offsets = None,
+    offset: OffsetOption = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every dead letter (with --reason: each of that reason).")
     ] = False,
@@ -154,6 +169,8 @@ def redrive_(
 ) -> None:
     """Re-publish chosen dead letters to their source topic, attempt reset, once each.
 
+    Offsets as arguments or with --offset, as in show; or --all (with --reason, each of it).
+
     A redrive is a new attempt at the work: a task gets a fresh deadline of its original length
     from now, unless --keep-deadline.
     """
@@ -163,7 +180,7 @@ def redrive_(
     async def go() -> RedriveReport:
         async with HistoryReader(settings) as reader:
             partitions = await reader.require(topic)
-            wanted = parse_offsets(offset or [], topic, partitions)
+            wanted = parse_offsets([*(offsets or []), *(offset or [])], topic, partitions)
             letters = await read_letters(reader, topic)
             chosen = choose(letters, topic, offsets=wanted, everything=all_, reason=reason)
             return await redrive(

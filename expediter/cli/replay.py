@@ -64,7 +64,10 @@ __all__ = ["diff", "json_errors", "progress_bars", "register", "replay", "trace"
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Prefix = Annotated[
     str,
-    typer.Option(help="The deployment's topic prefix (EXPEDITER_TOPIC_PREFIX); '' in production."),
+    typer.Option(
+        envvar="EXPEDITER_TOPIC_PREFIX",
+        help="The deployment's topic prefix, as status and submit read it; '' in production.",
+    ),
 ]
 Since = Annotated[
     str | None,
@@ -395,8 +398,9 @@ def trace(
         )
     wide_console().print(table)
     console.print(
-        f"workflow {workflow_id}: {len(found.entries)} record(s) in {len(found.topics)} topic(s), "
-        f"{found.duration_ms} ms from first to last",
+        f"workflow {workflow_id}: {len(found.entries)} record(s) in "
+        f"{len({entry.topic for entry in found.entries})} topic(s) "
+        f"({len(found.topics)} searched), {found.duration_ms} ms from first to last",
         highlight=False,
     )
 

@@ -99,9 +99,15 @@ async def test_list_and_show(kafka: Broker, dead: tuple[TopicNames, list[TaskEve
     assert poison["original"]["value"] is None
     assert poison["original"]["value_base64"] == "e29vcHM="
 
-    text = cli(kafka, "dlq", "show", "probe", str(at["wf-1"]), "--prefix", names.prefix)
+    # --offset as in redrive, and the prefix from the environment as status and submit read it.
+    text = cli(kafka, "dlq", "show", "probe", "--offset", str(at["wf-1"]),
+               extra_env={"EXPEDITER_TOPIC_PREFIX": names.prefix})  # fmt: skip
     assert text.returncode == 0, text.stderr
     assert "bad-field" in text.stdout
+
+    nothing = cli(kafka, "dlq", "show", "probe", "--prefix", names.prefix)
+    assert nothing.returncode == 1
+    assert "needs at least one OFFSET" in nothing.stderr
 
 
 async def test_redrive_resets_attempt_marks_origin_and_is_idempotent(
@@ -113,8 +119,9 @@ async def test_redrive_resets_attempt_marks_origin_and_is_idempotent(
     source_before = len(await everything(kafka.settings, source))
 
     at = await offsets_of(kafka, names)
-    first = cli(kafka, "dlq", "redrive", "probe", "--prefix", names.prefix,
-                "--offset", str(at["wf-2"]), "--json")  # fmt: skip
+    # Offsets as arguments, as in show (the second redrive below uses --offset).
+    first = cli(kafka, "dlq", "redrive", "probe", str(at["wf-2"]), "--prefix", names.prefix,
+                "--json")  # fmt: skip
     assert first.returncode == 0, first.stderr
     report = last_json(first)
     assert [r["letter"] for r in report["redriven"]] == [f"{dlq}/0/{at['wf-2']}"]
