@@ -104,7 +104,10 @@ class Kubelet:
                 await self.client.create("/api/v1/nodes", node)
             # Also drops node.kubernetes.io/not-ready, which admission puts on a new Node: the
             # node lifecycle controller, which would lift it once Ready, does not run here.
-            patch = {"metadata": {"labels": node["metadata"]["labels"]}, "spec": node["spec"]}
+            patch = {
+                "metadata": {"labels": node["metadata"]["labels"]},
+                "spec": {**node["spec"], "unschedulable": None},
+            }
             created = await self.client.patch(f"/api/v1/nodes/{spec.name}", patch)
             await self._report(spec)
             lease = lease_object(
@@ -213,7 +216,15 @@ class Kubelet:
         temporary.replace(target)
 
     async def shutdown(self) -> None:
-        """Every pod's processes SIGTERM, at most ``stop_grace`` s, then SIGKILL; pods deleted."""
+        """Every pod's processes SIGTERM, at most ``stop_grace`` s, then SIGKILL; pods deleted.
+
+        The Nodes are cordoned first, so that the pods their ReplicaSets make again wait for a
+        node instead of being bound to this one as it leaves."""
+        for spec in self.specs:
+            with contextlib.suppress(ApiError):
+                await self.client.patch(
+                    f"/api/v1/nodes/{spec.name}", {"spec": {"unschedulable": True}}
+                )
         for runner in self.runners.values():
             runner.request_stop(min(runner.grace_seconds, self.stop_grace), pre_stop=False)
         tasks = list(self._tasks.values())
