@@ -15,8 +15,8 @@ machine and one run, and changes nothing else:
 - a demo's shorter ``pollingInterval``, ``cooldownPeriod`` and lower ``maxReplicaCount``.
 
 :func:`apply_fleet` applies them server-side and :func:`remove_fleet` takes them away again,
-pods first stopped by the node. The cluster runs no garbage collector, so a Deployment's
-ReplicaSets and pods are deleted by name, not by ownership. Called by ``expediter up --cluster``,
+pods first stopped by the node. A Deployment's ReplicaSets and pods are deleted by name too,
+not left to the garbage collector, so that the wait for the pods starts at once. Called by ``expediter up --cluster``,
 ``expediter demo --cluster``, the cluster tests and the scale-up bench.
 """
 
