@@ -78,6 +78,7 @@ class Kubelet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finished: set[str] = set()
         self._processes: dict[str, dict[str, Any]] = {}
+        self._uids: dict[str, str] = {}
         self.ctx = NodeContext(
             client=client, root=root, node_dir=node_dir, api_port=api_port, track=self._track
         )
@@ -109,18 +110,9 @@ class Kubelet:
                 "spec": {**node["spec"], "unschedulable": None},
             }
             created = await self.client.patch(f"/api/v1/nodes/{spec.name}", patch)
+            self._uids[spec.name] = str(created["metadata"].get("uid") or "")
             await self._report(spec)
-            lease = lease_object(
-                spec.name, now=dt.datetime.now(dt.UTC), node_uid=created["metadata"].get("uid")
-            )
-            try:
-                await self.client.create(
-                    f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases", lease
-                )
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                await self._renew(spec)
+            await self._renew(spec)
             log.info("node %s registered: %s", spec.name, spec.capacity)
 
     async def _report(self, spec: NodeSpec) -> None:
@@ -128,9 +120,20 @@ class Kubelet:
         await self.client.patch(f"/api/v1/nodes/{spec.name}/status", {"status": status})
 
     async def _renew(self, spec: NodeSpec) -> None:
-        lease = lease_object(spec.name, now=dt.datetime.now(dt.UTC), node_uid=None)
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{spec.name}"
-        await self.client.patch(path, {"spec": lease["spec"]})
+        """Renew the node's Lease, or make it: it is owned by this Node (by its UID), so the
+        garbage collector removes one left by a Node of the same name that was deleted."""
+        lease = lease_object(
+            spec.name, now=dt.datetime.now(dt.UTC), node_uid=self._uids.get(spec.name)
+        )
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+        try:
+            await self.client.patch(
+                f"{leases}/{spec.name}", {"metadata": lease["metadata"], "spec": lease["spec"]}
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            await self.client.create(leases, lease)
 
     async def _heartbeat(self) -> None:
         ticks = 0
