@@ -24,14 +24,17 @@ ToolName = Literal["create_work_order", "schedule_irrigation", "notify_agronomis
 ShortText = Annotated[str, Field(min_length=1, max_length=160)]
 ArgumentValue = Annotated[str, Field(max_length=120)]
 
-SYSTEM = (
-    "You plan field operations for a farm. Answer with a JSON plan of at most 5 steps. Use a "
-    "tool only when a step needs one; tool arguments are strings. Keep texts short."
-)
-
 
 class PlanStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The JSON schema (and so the llama engine's grammar) lists every field as required, in
+    # this order: with ``tool`` optional, the grammar let a small model close the step after
+    # its rationale, and nearly every plan came back with tool "none". Validation still
+    # accepts a step without a tool (the rules write them).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_mode_override="serialization",
+        json_schema_serialization_defaults_required=True,
+    )
 
     action: Annotated[str, Field(min_length=1, max_length=60)]
     """A short imperative: "treat north-east corner"."""
@@ -64,6 +67,59 @@ def prompt_for(task: ReasoningInput) -> str:
     context = json.dumps(task.context, sort_keys=True, default=str)[:4000]
     return f"Goal: {task.goal}\nField: {task.field_id or 'unknown'}\nContext: {context}\n"
 
+
+EXAMPLE_INPUT = ReasoningInput(
+    goal="Protect the crop this week",
+    field_id="field-x",
+    context={"pests": 12, "moisture_pct": 11},
+)
+EXAMPLE_PLAN = Plan(
+    summary="Treat the pests and irrigate the dry field",
+    priority="high",
+    steps=[
+        PlanStep(
+            action="treat infested zone",
+            tool="create_work_order",
+            arguments={"field_id": "field-x", "task": "treat infested zone", "priority": "high"},
+            rationale="12 pests were counted",
+        ),
+        PlanStep(
+            action="irrigate field",
+            tool="schedule_irrigation",
+            arguments={"field_id": "field-x", "minutes": "45"},
+            rationale="soil moisture is 11 percent",
+        ),
+        PlanStep(
+            action="inform agronomist",
+            tool="notify_agronomist",
+            arguments={"field_id": "field-x", "message": "pests treated, irrigation set"},
+            rationale="a person should know the plan",
+        ),
+    ],
+)
+"""The worked example the prompt shows: built from the models, so it always validates."""
+
+# The output's shape in a compact form, and one worked example. A small model decoding under
+# the JSON-schema grammar fills string fields with JSON punctuation (`"summary": ":{"`) when it
+# has never seen what a field should say; the raw JSON schema in the prompt made it copy schema
+# keywords instead. The grammar still enforces the keys, enums and bounds.
+SYSTEM = f"""You plan field operations for a farm. Answer with one JSON object of this shape:
+{{"summary": "<one short sentence>", "priority": "low" | "medium" | "high" | "urgent",
+ "steps": [1 to 5 steps, each {{"action": "<short imperative>", "tool": "<tool>",
+ "arguments": {{"<name>": "<string>"}}, "rationale": "<why, in a few words>"}}]}}
+Each step's tool is one of: create_work_order (arguments field_id, task, priority) for pests
+or other field work; schedule_irrigation (field_id, minutes) when moisture_pct is below 20;
+notify_agronomist (field_id, message), which every plan ends with.
+Texts are plain words, never JSON.
+
+Example request:
+{prompt_for(EXAMPLE_INPUT)}
+Example answer:
+{json.dumps(EXAMPLE_PLAN.model_dump())}"""
+
+MAX_TOKENS = 512
+"""Room for a full plan (5 steps of bounded texts; a 3-step plan like the example is ~180
+tokens): a model that rambles is cut here, not at the agent's max_task_seconds."""
 
 _FIELD = re.compile(r"^Field: (\S+)$", re.MULTILINE)
 _NUMBER = r"\"?{name}\"?\s*[:=]\s*(-?\d+(?:\.\d+)?)"
@@ -130,7 +186,7 @@ def plan_rules(prompt: str, output_model: type[BaseModel]) -> BaseModel:
 
 
 async def plan(task: ReasoningInput, ctx: TaskContext) -> Plan:
-    return await ctx.reason(prompt_for(task), Plan, system=SYSTEM, max_tokens=512)
+    return await ctx.reason(prompt_for(task), Plan, system=SYSTEM, max_tokens=MAX_TOKENS)
 
 
 agent = Agent(
