@@ -338,14 +338,17 @@ def plan_container(
     """The command line, environment and directory of ``container``, or :class:`ConfigError`."""
     image = _is_expediter(str(container.get("image") or ""))
     mounts = _mounts(pod, container, layout, image)
-    env: dict[str, str] = {
+    # Paths on this machine, set by the node: never mapped through the pod's mounts (a checkout
+    # under /tmp would otherwise run from the pod's /tmp emptyDir).
+    node_env: dict[str, str] = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOSTNAME": pod["metadata"]["name"],
         "KUBERNETES_SERVICE_HOST": NODE_IP,
         "KUBERNETES_SERVICE_PORT": str(layout.api_port),
     }
     if "LANG" in os.environ:
-        env["LANG"] = os.environ["LANG"]
+        node_env["LANG"] = os.environ["LANG"]
+    env = dict(node_env)
     if image:
         env.update(IMAGE_ENV)
     env.update(_env_from(container, objects))
@@ -356,9 +359,15 @@ def plan_container(
                 env[var["name"]] = value
         else:
             env[var["name"]] = expand(str(var.get("value", "")), env)
-    env = {name: _local(value, mounts) for name, value in env.items()}
+    env = {
+        name: value if node_env.get(name) == value else _local(value, mounts)
+        for name, value in env.items()
+    }
     _loopback_port(container, layout, env)
-    argv = [_local(expand(str(arg), env), mounts) for arg in _argv(container, image)]
+    given = _argv(container, image)
+    argv = [_local(expand(str(arg), env), mounts) for arg in given]
+    if image and not container.get("command"):
+        argv[0] = given[0]  # the node's own entrypoint, a path on this machine
     workdir = container.get("workingDir") or (IMAGE_WORKDIR if image else None)
     cwd = Path(_local(workdir, mounts)) if workdir else layout.root
     if not cwd.is_dir():
