@@ -16,8 +16,9 @@ machine and one run, and changes nothing else:
 
 :func:`apply_fleet` applies them server-side and :func:`remove_fleet` takes them away again,
 pods first stopped by the node. A Deployment's ReplicaSets and pods are deleted by name too,
-not left to the garbage collector, so that the wait for the pods starts at once. Called by ``expediter up --cluster``,
-``expediter demo --cluster``, the cluster tests and the scale-up bench.
+not left to the garbage collector, so that the wait for the pods starts at once. Called by
+``expediter up --cluster``, ``expediter demo --cluster``, the cluster tests and the scale-up
+bench.
 """
 
 from __future__ import annotations
