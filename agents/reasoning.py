@@ -26,15 +26,12 @@ ArgumentValue = Annotated[str, Field(max_length=120)]
 
 
 class PlanStep(BaseModel):
-    # The JSON schema (and so the llama engine's grammar) lists every field as required, in
-    # this order: with ``tool`` optional, the grammar let a small model close the step after
-    # its rationale, and nearly every plan came back with tool "none". Validation still
-    # accepts a step without a tool (the rules write them).
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_mode_override="serialization",
-        json_schema_serialization_defaults_required=True,
-    )
+    # The serialization schema (and so the llama engine's grammar, built from it) lists every
+    # field as required, in this order: with ``tool`` optional, the grammar let a small model
+    # close the step after its rationale, and nearly every plan came back with tool "none".
+    # Validation, and the exported payload schema (validation mode), still accept a step
+    # without a tool (the rules write them).
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
     action: Annotated[str, Field(min_length=1, max_length=60)]
     """A short imperative: "treat north-east corner"."""

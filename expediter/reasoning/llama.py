@@ -229,7 +229,10 @@ class LlamaEngine:
                 )
             grammar = self._grammars.get(output_model)
             if grammar is None:
-                schema = _grammar_schema(output_model.model_json_schema())
+                # The serialization schema: what a model's output always holds (an output
+                # model can list its defaulted fields as required there, so that the grammar
+                # makes a small model write them).
+                schema = _grammar_schema(output_model.model_json_schema(mode="serialization"))
                 grammar = self._grammar_type.from_json_schema(json.dumps(schema), verbose=False)
                 self._grammars[output_model] = grammar
             # The grammar forces keys, enums and bounds; what the fields should say (and an
