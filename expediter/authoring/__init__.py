@@ -10,6 +10,7 @@ and workflow files, the worker, the orchestrator, the deploying renderer and rep
 from expediter.authoring.agents import Agent, Handler, TaskContext, ToolCaller
 from expediter.authoring.approvals import Approval, Group
 from expediter.authoring.loading import load_agent, load_agents, load_workflows
+from expediter.authoring.scaling import AgentScaling, Estimator, ScalingSignal
 from expediter.authoring.state import StepState, WorkflowState
 from expediter.authoring.tools import Tool, tool
 from expediter.authoring.workflows import (
@@ -28,9 +29,11 @@ from expediter.events import AgentResources
 __all__ = [
     "Agent",
     "AgentResources",
+    "AgentScaling",
     "All",
     "Any_",
     "Approval",
+    "Estimator",
     "Group",
     "Handler",
     "InvalidInputError",
@@ -39,6 +42,7 @@ __all__ = [
     "PermanentError",
     "Quorum",
     "RetriableError",
+    "ScalingSignal",
     "Step",
     "StepState",
     "TaskContext",

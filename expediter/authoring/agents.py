@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from expediter.authoring.scaling import AgentScaling, Estimator
 from expediter.errors import ConfigurationError, EngineError
 from expediter.events import AgentResources, ReasoningCall, TokenUsage
 
@@ -133,6 +134,12 @@ class Agent(Generic[AgentInputT, AgentOutputT]):
     ``ctx.reason``."""
     tools: Sequence[Tool[Any, Any]] = ()
     """The allowlist: the :class:`~expediter.authoring.Tool` objects it may call, no others."""
+    scaling: AgentScaling = field(default_factory=AgentScaling)
+    """What scales it: lag, pending work (``expediter scaler``) or both; see
+    :mod:`expediter.authoring.scaling`."""
+    estimator: Estimator = field(default_factory=Estimator)
+    """How a task's work (tokens) is guessed when its producer states none; recorded on the
+    result next to the actual tokens."""
 
     def __post_init__(self) -> None:
         for label, value in (("name", self.name), ("capability", self.capability)):

@@ -7,6 +7,9 @@ refuses each of these up front, from the manifests alone:
 
 - a ScaledObject whose ``maxReplicaCount`` exceeds its topic's partitions (from the catalog),
   unless its trigger sets ``allowIdleConsumers``;
+- a ScaledObject with neither one Kafka trigger nor an ``external`` one (the work-based trigger
+  on ``expediter scaler``), or an external trigger the scaler would refuse (its metadata, no
+  ``scalerAddress``, another agent's capability);
 - a Kafka trigger KEDA would refuse: ``lagThreshold`` not > 0, ``activationLagThreshold`` < 0,
   ``allowIdleConsumers`` with ``limitToPartitionsWithLag``, ``limitToPartitionsWithLag`` with
   ``ensureEvenDistributionOfPartitions``, either of those without a ``topic``, values KEDA cannot
@@ -37,6 +40,7 @@ from expediter.deploying.objects import CAPABILITY_LABEL, Manifest
 from expediter.errors import ConfigurationError
 from expediter.messaging import Catalog, TopicNames
 from expediter.scaling import parse_trigger
+from expediter.scaling.working import parse_external_trigger
 from expediter.settings import WorkerSettings
 
 __all__ = [
@@ -188,15 +192,27 @@ def _check_scaled_object(
     spec = document.obj.get("spec") or {}
     triggers = [t for t in spec.get("triggers") or () if isinstance(t, Mapping)]
     kafka = [t for t in triggers if t.get("type") == "kafka"]
-    if len(kafka) != 1:
+    external = [t for t in triggers if t.get("type") == "external"]
+    if len(kafka) > 1 or not (kafka or external):
         refuse(
-            f"has {len(kafka)} Kafka triggers; an agent scales on exactly one, its group's lag",
-            "keep one trigger of type kafka on the agent's consumer group and task topic",
+            f"has {len(kafka)} Kafka triggers and {len(external)} external ones; an agent "
+            "scales on its group's lag (one kafka trigger), its pending work (one external "
+            "trigger on expediter scaler) or both",
+            "keep one trigger of type kafka on the agent's consumer group and task topic, "
+            "and/or one of type external (AgentScaling.signal)",
         )
         return refusals
-    metadata = kafka[0].get("metadata") or {}
-    for problem, fix in trigger_problems(metadata):
-        refuse(problem, fix)
+    capabilities: list[str] = []
+    for trigger in external:
+        problems, capability = _external_problems(trigger.get("metadata") or {})
+        for problem, fix in problems:
+            refuse(problem, fix)
+        if capability:
+            capabilities.append(capability)
+    metadata: Mapping[str, Any] = (kafka[0].get("metadata") or {}) if kafka else {}
+    if kafka:
+        for problem, fix in trigger_problems(metadata):
+            refuse(problem, fix)
 
     minimum, maximum = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount")
     maximum = _KEDA_MAX_REPLICAS if maximum is None else maximum
@@ -207,6 +223,8 @@ def _check_scaled_object(
         )
 
     topic = str(metadata.get("topic", "")).strip()
+    if not kafka and capabilities:  # work alone: the scaler reads the capability's task topic
+        topic = TopicNames().tasks(capabilities[0])
     if not topic:
         refuse(
             "the Kafka trigger has no topic, so its partitions (the most replicas that can "
@@ -231,8 +249,45 @@ def _check_scaled_object(
             f'{catalog.source}, or set allowIdleConsumers: "true" on the trigger if idle '
             "replicas are wanted",
         )
-    refusals += _check_target(document, metadata, topic, deployments, by_capability)
+    if kafka:
+        refusals += _check_target(document, metadata, topic, deployments, by_capability)
+    refusals += _check_work_target(document, capabilities, deployments)
     return refusals
+
+
+def _external_problems(metadata: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:
+    """(problem, fix) for each thing ``expediter scaler`` would refuse, and the capability."""
+    if not str(metadata.get("scalerAddress", "")).strip():
+        return [
+            (
+                "the external trigger has no scalerAddress, so KEDA cannot reach expediter scaler",
+                "set scalerAddress to the scaler's host:port (AgentScaling.scaler_address)",
+            )
+        ], ""
+    try:
+        trigger = parse_external_trigger(metadata, where="external trigger")
+    except ConfigurationError as exc:
+        return [_problem_and_fix(line) for line in str(exc).splitlines() if line.strip()], ""
+    return [], trigger.capability
+
+
+def _check_work_target(
+    document: Document, capabilities: Sequence[str], deployments: Mapping[str, Document]
+) -> list[Refusal]:
+    # The work trigger names a capability: another agent's would scale this one on its work.
+    target = (document.obj.get("spec") or {}).get("scaleTargetRef") or {}
+    wanted = _capability(deployments.get(str(target.get("name", ""))))
+    return [
+        Refusal(
+            document.path,
+            document.label,
+            f"external trigger capability {capability!r} is not the {wanted!r} that "
+            f"Deployment/{target.get('name')} serves",
+            f"set capability to {wanted}",
+        )
+        for capability in capabilities
+        if wanted is not None and capability != wanted
+    ]
 
 
 def _check_target(

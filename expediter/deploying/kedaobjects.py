@@ -1,5 +1,9 @@
 """The keda/ objects: the TriggerAuthentication and one ScaledObject per agent.
 
+An agent's ScaledObject has the triggers its ``AgentScaling.signal`` picks: ``lag`` (KEDA's
+Kafka trigger, named ``lag``), ``work`` (an ``external`` trigger on ``expediter scaler``, named
+``work``) or ``both`` (KEDA and the HPA take the larger replica count of the two).
+
 Called by :mod:`expediter.deploying.manifests`.
 """
 
@@ -11,8 +15,9 @@ from expediter.authoring.agents import Agent
 from expediter.deploying.objects import Object, agent_labels, meta
 from expediter.deploying.profiles import DeploySettings, ScalingProfile
 from expediter.messaging import TopicNames
+from expediter.scaling.working import external_metadata
 
-__all__ = ["scaled_object", "trigger_authentication"]
+__all__ = ["scaled_object", "trigger_authentication", "triggers"]
 
 
 def trigger_authentication(settings: DeploySettings) -> Object:
@@ -29,7 +34,25 @@ def trigger_authentication(settings: DeploySettings) -> Object:
     }
 
 
-def scaled_object(
+def triggers(
+    agent: Agent[Any, Any], profile: ScalingProfile, names: TopicNames, settings: DeploySettings
+) -> list[Object]:
+    """The ScaledObject's triggers for the agent's declared signal (lag, work or both)."""
+    chosen: list[Object] = []
+    if agent.scaling.uses_lag:
+        chosen.append(_lag_trigger(agent, profile, names, settings))
+    if agent.scaling.uses_work:
+        trigger = agent.scaling.trigger(
+            agent.capability, concurrency=agent.resources.concurrency, estimator=agent.estimator
+        )
+        address = agent.scaling.scaler_address or settings.scaler_address
+        chosen.append(
+            {"type": "external", "name": "work", "metadata": external_metadata(trigger, address)}
+        )
+    return chosen
+
+
+def _lag_trigger(
     agent: Agent[Any, Any], profile: ScalingProfile, names: TopicNames, settings: DeploySettings
 ) -> Object:
     metadata = {
@@ -49,6 +72,17 @@ def scaled_object(
         "scaleToZeroOnInvalidOffset": "false",
     }
     return {
+        "type": "kafka",
+        "name": "lag",
+        "metadata": metadata,
+        "authenticationRef": {"name": settings.kafka_secret},
+    }
+
+
+def scaled_object(
+    agent: Agent[Any, Any], profile: ScalingProfile, names: TopicNames, settings: DeploySettings
+) -> Object:
+    return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": meta(agent.name, settings.namespace, agent_labels(agent)),
@@ -59,13 +93,6 @@ def scaled_object(
             "pollingInterval": profile.polling_interval,
             "cooldownPeriod": profile.cooldown_period,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": dict(profile.behavior)}},
-            "triggers": [
-                {
-                    "type": "kafka",
-                    "name": "lag",
-                    "metadata": metadata,
-                    "authenticationRef": {"name": settings.kafka_secret},
-                }
-            ],
+            "triggers": triggers(agent, profile, names, settings),
         },
     }

@@ -8,6 +8,8 @@ what makes the committed files checkable for drift.
 The layout, and the module that lays out each part::
 
     keda/                     ScaledObject per agent, the TriggerAuthentication   kedaobjects
+    keda/examples/            the reasoning agent scaled on lag and pending work  kedaobjects
+                              (not in keda/kustomization.yaml: applied by hand)
     k8s/base/                 namespace, RBAC, NetworkPolicy, Kafka client        clusterobjects
                               ConfigMap, topics/<topic>.yaml (Strimzi KafkaTopic)
                               agents/<name>.yaml (Deployment, Service, PDB),      workloads
@@ -24,12 +26,13 @@ Called by :mod:`expediter.deploying.rendering` (``expediter keda render``) and t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from expediter.authoring.agents import Agent
 from expediter.authoring.loading import load_agent
+from expediter.authoring.scaling import AgentScaling
 from expediter.deploying.clusterobjects import (
     kafka_client_config,
     kafka_topic,
@@ -56,12 +59,22 @@ __all__ = [
     "APP_LABEL",
     "CAPABILITY_LABEL",
     "CONTAINER",
+    "WORK_EXAMPLE",
     "AgentSource",
     "Manifest",
     "build_manifests",
     "load_sources",
     "topic_object_name",
 ]
+
+
+WORK_EXAMPLE = (
+    "reasoning",
+    AgentScaling(signal="both", target_drain_seconds=120, tokens_per_second=20),
+)
+"""keda/examples/<name>-work.yaml: this agent's ScaledObject with these scaling settings, what
+its file would render with ``scaling=AgentScaling(...)``. An example, outside the kustomization,
+so the clusters that run no ``expediter scaler`` (the dev cluster, the local overlay) keep lag."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,7 @@ def build_manifests(
         )
     manifests += keda
     manifests.append(kustomization("keda", [m.path for m in keda]))
+    manifests += _work_example(profiled, names, settings)
 
     base: list[Manifest] = [
         Manifest("k8s/base/namespace.yaml", (namespace(settings),)),
@@ -143,6 +157,29 @@ def build_manifests(
     manifests += local_overlay(settings)
     manifests += gpu_overlay(settings)
     return manifests
+
+
+def _work_example(
+    profiled: Sequence[tuple[AgentSource, ScalingProfile]],
+    names: TopicNames,
+    settings: DeploySettings,
+) -> list[Manifest]:
+    name, scaling = WORK_EXAMPLE
+    for source, profile in profiled:
+        if source.agent.name == name and source.agent.scaling.signal == "lag":
+            agent = replace(source.agent, scaling=scaling)
+            return [
+                Manifest(
+                    f"keda/examples/{name}-work.yaml",
+                    (scaled_object(agent, profile, names, settings),),
+                    f"{source.path} with scaling=AgentScaling(signal={scaling.signal!r}, "
+                    f"target_drain_seconds={scaling.target_drain_seconds:g}, tokens_per_second="
+                    f"{scaling.tokens_per_second:g}) (WORK_EXAMPLE in "
+                    "expediter/deploying/manifests.py);\n# an example: apply it in place of "
+                    f"keda/{name}.yaml where `expediter scaler` runs at its scalerAddress",
+                )
+            ]
+    return []
 
 
 def _profile(agent: Agent[Any, Any], catalog: Catalog, settings: DeploySettings) -> ScalingProfile:

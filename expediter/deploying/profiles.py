@@ -61,6 +61,9 @@ class DeploySettings:
     kafka_secret: str = "expediter-kafka"  # noqa: S105 (the Secret's name, not a secret)
     """Created by whoever runs the cluster, never committed. Keys: ``sasl`` (KEDA's word for the
     mechanism: ``scram_sha512``), ``username``, ``password``, ``tls`` (``enable``), ``ca`` (PEM)."""
+    scaler_address: str = "expediter-scaler.expediter.svc:9090"
+    """Where KEDA reaches ``expediter scaler`` for agents scaled on pending work (an agent's
+    ``AgentScaling.scaler_address`` wins)."""
     keda_namespace: str = "keda"
     keda_service_account: str = "keda-operator"
     """KEDA's operator; granted read access to ``kafka_secret`` alone, for clusters that install

@@ -36,6 +36,7 @@ from expediter.messaging import TopicNames
 from expediter.scaler import externalscaler_pb2 as pb
 from expediter.scaler import externalscaler_pb2_grpc as pb_grpc
 from expediter.scaler.tailing import WorkTail
+from expediter.scaling.estimating import TokenEstimator
 from expediter.scaling.working import (
     WORK_METRIC_NAME,
     ExternalTrigger,
@@ -94,7 +95,7 @@ class ExternalScaler:
         """Read pending work for one ScaledObject; ConfigurationError for bad metadata."""
         trigger = parse_external_trigger(metadata, where=f"ScaledObject/{name}.trigger")
         meter = self._meter(namespace, name, trigger)
-        tail = await self._tail(trigger.capability)
+        tail = await self._tail(trigger)
         reading = await tail.read()
         loading = 0
         if self.loading is not None:
@@ -183,13 +184,14 @@ class ExternalScaler:
             meter = self._meters[(namespace, name)] = WorkMeter(trigger)
         return meter
 
-    async def _tail(self, capability: str) -> WorkTail:
+    async def _tail(self, trigger: ExternalTrigger) -> WorkTail:
+        capability = trigger.capability
         tail = self.tails.get(capability)
         if tail is not None:
             return tail
         starting = self._starting.get(capability)
         if starting is None:
-            starting = asyncio.ensure_future(self._start_tail(capability))
+            starting = asyncio.ensure_future(self._start_tail(trigger))
             self._starting[capability] = starting
         try:
             return await asyncio.shield(starting)
@@ -197,10 +199,15 @@ class ExternalScaler:
             if starting.done():
                 self._starting.pop(capability, None)
 
-    async def _start_tail(self, capability: str) -> WorkTail:
-        tail = WorkTail(self.kafka, capability, names=self.names)
+    async def _start_tail(self, trigger: ExternalTrigger) -> WorkTail:
+        # The agent's declared estimator prior (tokensPerByte), so the scaler's guesses start
+        # where the worker's do; both then calibrate on the same finished tasks.
+        estimator = None
+        if trigger.tokens_per_byte is not None:
+            estimator = TokenEstimator(trigger.tokens_per_byte)
+        tail = WorkTail(self.kafka, trigger.capability, names=self.names, estimator=estimator)
         await tail.start()
-        self.tails[capability] = tail
+        self.tails[trigger.capability] = tail
         return tail
 
 

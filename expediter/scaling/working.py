@@ -39,6 +39,7 @@ __all__ = [
     "ExternalTrigger",
     "WorkMeter",
     "WorkMetric",
+    "external_metadata",
     "parse_external_trigger",
 ]
 
@@ -49,6 +50,7 @@ _FLOATS = {
     "targetDrainSeconds": ("target_drain_seconds", 60.0),
     "tokensPerSecond": ("tokens_per_second", 50.0),
     "activationTokens": ("activation_tokens", 0.0),
+    "tokensPerByte": ("tokens_per_byte", None),
 }
 _INTS = {"gpus": "gpus", "replicasPerGpu": "replicas_per_gpu", "concurrency": "concurrency"}
 # Read by KEDA itself or by the scaler's Kafka side; accepted so a real trigger passes.
@@ -71,6 +73,8 @@ class ExternalTrigger:
     replicas_per_gpu: int | None = None
     concurrency: int = 1
     """Tasks one replica runs at once: its throughput is this times one task's rate."""
+    tokens_per_byte: float | None = None
+    """The estimator's prior (the agent's declared ``Estimator``); None: the default."""
     where: str = field(default="trigger", repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,8 @@ class ExternalTrigger:
             problems.append(f'{self.where}.targetDrainSeconds must be > 0, e.g. "60"')
         if self.tokens_per_second <= 0:
             problems.append(f'{self.where}.tokensPerSecond must be > 0, e.g. "50"')
+        if self.tokens_per_byte is not None and self.tokens_per_byte <= 0:
+            problems.append(f'{self.where}.tokensPerByte must be > 0, e.g. "0.25"')
         if self.activation_tokens < 0:
             problems.append(f"{self.where}.activationTokens must be >= 0")
         if (self.gpus is None) != (self.replicas_per_gpu is None):
@@ -148,6 +154,26 @@ def parse_external_trigger(
     if problems or trigger is None:
         raise ConfigurationError("\n".join(problems))
     return trigger
+
+
+def external_metadata(trigger: ExternalTrigger, address: str) -> dict[str, str]:
+    """The ``external`` trigger's metadata for ``trigger`` at ``address`` (host:port), strings
+    as KEDA passes them: what :func:`parse_external_trigger` reads back. Called by the KEDA
+    renderer (:mod:`expediter.deploying`) and the operator."""
+    metadata = {
+        "scalerAddress": address,
+        "capability": trigger.capability,
+        "targetDrainSeconds": f"{trigger.target_drain_seconds:g}",
+        "tokensPerSecond": f"{trigger.tokens_per_second:g}",
+        "activationTokens": f"{trigger.activation_tokens:g}",
+        "concurrency": str(trigger.concurrency),
+    }
+    if trigger.gpus is not None and trigger.replicas_per_gpu is not None:
+        metadata["gpus"] = str(trigger.gpus)
+        metadata["replicasPerGpu"] = str(trigger.replicas_per_gpu)
+    if trigger.tokens_per_byte is not None:
+        metadata["tokensPerByte"] = f"{trigger.tokens_per_byte:g}"
+    return metadata
 
 
 @dataclass(frozen=True)

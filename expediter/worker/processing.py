@@ -165,7 +165,7 @@ class TaskRunner:
         self.results_topic = names.results
         self.dlq_topic = names.dlq(agent.capability)
         self._succeeded = ResultTemplate(producer)
-        self.estimator = TokenEstimator()
+        self.estimator: TokenEstimator = agent.estimator.build()
         """The task's expected tokens when its producer stated none; calibrated on the tokens
         this worker measures, and recorded on the result next to them (issue 18)."""
 

@@ -1,0 +1,152 @@
+"""An agent declares what scales it (lag, pending work or both) and its work estimator; the
+rendered ScaledObject carries the matching triggers and passes ``expediter keda check``, and the
+estimator it declares is the one its worker and the scaler start from (issue 18)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from expediter import Agent, AgentResources, AgentScaling, ConfigurationError, Estimator
+from expediter.deploying import DeploySettings, build_manifests, check_documents, documents_of
+from expediter.deploying.manifests import AgentSource
+from expediter.messaging import load_catalog
+from expediter.scaling.working import parse_external_trigger
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _In(BaseModel):
+    text: str
+
+
+class _Out(BaseModel):
+    answer: str
+
+
+async def _handle(task: _In, ctx: Any) -> _Out:
+    return _Out(answer=task.text)
+
+
+def _agent(**kwargs: Any) -> Agent[_In, _Out]:
+    return Agent(
+        name="soil-analyzer", capability="soil-analysis", version="1.0.0", input_model=_In,
+        output_model=_Out, handler=_handle,
+        resources=AgentResources(accelerator="gpu", concurrency=2, max_task_seconds=30),
+        **kwargs,
+    )  # fmt: skip
+
+
+def _scaled_object(agent: Agent[Any, Any]) -> tuple[dict[str, Any], list[Any]]:
+    catalog = load_catalog(ROOT / "topics" / "topics.yaml")
+    manifests = build_manifests([AgentSource(agent, "agents/soil_analyzer.py")], catalog)
+    documents = documents_of(manifests)
+    (scaled,) = [d for d in documents if d.kind == "ScaledObject"]
+    return dict(scaled.obj), check_documents(documents, [agent], catalog)
+
+
+def test_the_default_is_the_lag_trigger_alone() -> None:
+    scaled, refusals = _scaled_object(_agent())
+    assert [t["type"] for t in scaled["spec"]["triggers"]] == ["kafka"]
+    assert refusals == []
+
+
+@pytest.mark.parametrize(
+    ("signal", "types"), [("work", ["external"]), ("both", ["kafka", "external"])]
+)
+def test_the_work_signal_renders_an_external_trigger_that_check_passes(
+    signal: str, types: list[str]
+) -> None:
+    agent = _agent(
+        scaling=AgentScaling(signal=signal, target_drain_seconds=30, tokens_per_second=40,  # type: ignore[arg-type]
+                             gpus=2, replicas_per_gpu=1),
+        estimator=Estimator(tokens_per_byte=0.5),
+    )  # fmt: skip
+    scaled, refusals = _scaled_object(agent)
+    triggers = scaled["spec"]["triggers"]
+    assert [t["type"] for t in triggers] == types
+    assert refusals == []
+    external = triggers[-1]
+    assert external["name"] == "work"
+    metadata = external["metadata"]
+    assert metadata["scalerAddress"] == DeploySettings().scaler_address
+    # What KEDA hands the scaler is what the agent declared, read back by the scaler's parser.
+    assert parse_external_trigger(metadata) == agent.scaling.trigger(
+        "soil-analysis", concurrency=2, estimator=agent.estimator
+    )
+    assert metadata["tokensPerByte"] == "0.5"
+    assert all(isinstance(v, str) for v in metadata.values())  # KEDA's metadata is strings
+
+
+def test_an_agent_may_name_its_own_scaler() -> None:
+    agent = _agent(scaling=AgentScaling(signal="work", scaler_address="scaler.ops.svc:7000"))
+    scaled, _ = _scaled_object(agent)
+    assert scaled["spec"]["triggers"][0]["metadata"]["scalerAddress"] == "scaler.ops.svc:7000"
+
+
+def _checked(scaled: dict[str, Any], agent: Agent[Any, Any]) -> list[str]:
+    catalog = load_catalog(ROOT / "topics" / "topics.yaml")
+    manifests = build_manifests([AgentSource(agent, "agents/soil_analyzer.py")], catalog)
+    documents = [
+        replace(d, obj=scaled) if d.kind == "ScaledObject" else d for d in documents_of(manifests)
+    ]
+    return [r.message for r in check_documents(documents, [agent], catalog)]
+
+
+def test_check_refuses_a_work_trigger_the_scaler_would_refuse() -> None:
+    agent = _agent(scaling=AgentScaling(signal="work"))
+    scaled, _ = _scaled_object(agent)
+    for change, expected in (
+        ({"capability": "crop-mapping"}, "is not the 'soil-analysis'"),
+        ({"targetDrainSeconds": "-1"}, "targetDrainSeconds must be > 0"),
+        ({"tokensPerSecnd": "4"}, "did you mean tokensPerSecond?"),
+        ({"scalerAddress": ""}, "no scalerAddress"),
+    ):
+        broken = copy.deepcopy(scaled)
+        broken["spec"]["triggers"][0]["metadata"].update(change)
+        messages = _checked(broken, agent)
+        assert any(expected in m for m in messages), (change, messages)
+    broken = copy.deepcopy(scaled)
+    broken["spec"]["triggers"] = []
+    assert any("has 0 Kafka triggers and 0 external" in m for m in _checked(broken, agent))
+
+
+def test_the_partition_cap_holds_for_the_work_trigger_too() -> None:
+    agent = _agent(scaling=AgentScaling(signal="work"))
+    scaled, _ = _scaled_object(agent)
+    scaled = copy.deepcopy(scaled)
+    scaled["spec"]["maxReplicaCount"] = 1000
+    assert any("partitions of tasks.soil-analysis" in m for m in _checked(scaled, agent))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"signal": "tokens"}, "AgentScaling.signal must be one of lag, work, both"),
+        ({"target_drain_seconds": 0}, "AgentScaling.target_drain_seconds must be > 0"),
+        ({"gpus": 1}, "AgentScaling.gpus and AgentScaling.replicas_per_gpu go together"),
+        ({"scaler_address": "scaler"}, "AgentScaling.scaler_address must be host:port"),
+    ],
+)
+def test_bad_scaling_settings_name_the_field(kwargs: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        AgentScaling(**kwargs)
+
+
+def test_the_declared_estimator_is_the_workers_prior() -> None:
+    refused = re.escape("Estimator.tokens_per_byte must be > 0")
+    with pytest.raises(ConfigurationError, match=refused):
+        Estimator(tokens_per_byte=0)
+    estimator = _agent(estimator=Estimator(tokens_per_byte=2.0, minimum=10)).estimator.build()
+    assert estimator.guess(100) == 200
+    assert estimator.guess(1) == 10
+    # Calibrated on measured tasks, as the default one is.
+    for _ in range(40):
+        estimator.observe(100, 50)
+    assert estimator.guess(100) == pytest.approx(50, abs=1)
