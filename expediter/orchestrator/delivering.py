@@ -23,10 +23,10 @@ costs the slowest partition's round trips instead of their sum. Its producers re
 10 ms instead of aiokafka's 100 ms (a retriable answer, such as a transaction coordinator still
 writing the previous transaction's markers, comes back within milliseconds).
 
-It overrides ``send``, ``commit_transactions`` and ``_settings_extra`` of faust-streaming's
-aiokafka producer (as
-pinned in pyproject.toml) and reads its ``_transaction_producers`` and ``_trn_locks``. Called
-by Faust, through the transport of :class:`expediter.orchestrator.consuming.OrchestratorApp`.
+It overrides ``send``, ``commit_transactions``, ``_producer_type`` and ``_settings_extra`` of
+faust-streaming's aiokafka producer (as pinned in pyproject.toml) and reads its
+``_transaction_producers`` and ``_trn_locks``. Called by Faust, through the transport of
+:class:`expediter.orchestrator.consuming.OrchestratorApp`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from expediter.errors import BrokerError
+from expediter.messaging.coordinating import PatientProducer
 
 __all__ = ["Producer", "UndeliveredError", "delivered"]
 
@@ -95,6 +96,12 @@ class Producer(faust_aiokafka.Producer):
         if transactional_id:
             self._deliveries[transactional_id].append(future)
         return future
+
+    @property
+    def _producer_type(self) -> type[PatientProducer]:
+        # Its transactions' coordinator lookups ride out a broker restart instead of killing
+        # the producer (and with it the app): see expediter.messaging.coordinating.
+        return PatientProducer
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "retry_backoff_ms": _RETRY_BACKOFF_MS}
