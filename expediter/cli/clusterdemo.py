@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,13 +29,11 @@ from rich.live import Live
 from rich.text import Text
 
 from expediter.cli.clusterfleet import ClusterFleet, deployment_replicas
-from expediter.cli.demo import DemoSummary, burst, report_of
+from expediter.cli.demo import DemoSummary, burst, demo_broker, report_of
 from expediter.cli.output import console, wide_console
-from expediter.dev import Broker, provided_broker
+from expediter.dev import Broker
 from expediter.dev.cluster.podlisting import cluster_pods
-from expediter.messaging import apply_plan, load_catalog, plan_topics
 from expediter.orchestrator.submitting import Submission
-from expediter.settings import DevSettings
 from expediter.supervising import LagSampler, ScaledAgent
 from expediter.watching import ClusterReader, Snapshot, Watcher, cluster_source, refresh, render
 
@@ -52,15 +49,7 @@ async def cluster_demo(
     cooldown: int, max_replicas: int, quiet: bool,
 ) -> DemoSummary:  # fmt: skip
     started = time.monotonic()
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    async with provided_broker(DevSettings()) as broker:
-        if not quiet:
-            where = f"{broker.bootstrap}; topics under {prefix}"
-            console.print(f"broker: {broker.kind} Apache Kafka {broker.version} at {where}",
-                          highlight=False)  # fmt: skip
-        plan = await plan_topics(load_catalog(Path("topics/topics.yaml")), broker.settings,
-                                 prefix=prefix)  # fmt: skip
-        await apply_plan(plan, broker.settings)
+    async with demo_broker(prefix, quiet=quiet) as broker:
         fleet = ClusterFleet(
             namespace=prefix.rstrip("."), bootstrap=broker.bootstrap, prefix=prefix,
             agents=agents, root=Path.cwd(), polling_interval=polling_interval,

@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,7 +53,7 @@ from expediter.watching import (
     supervisor_alive,
 )
 
-__all__ = ["DemoSummary", "burst", "demo", "report_of"]
+__all__ = ["DemoSummary", "burst", "demo", "demo_broker", "report_of"]
 
 FLEET = "soil_analyzer,pest_detector,crop_mapper"
 WORKFLOW = "field-analysis"
@@ -144,10 +145,10 @@ def demo(
              f"{summary.leftover_processes} processes left")  # fmt: skip
 
 
-async def _fleet(
-    agents: list[ScaledAgent], prefix: str, count: int, rate: float, *, quiet: bool
-) -> DemoSummary:
-    started = time.monotonic()
+@contextlib.asynccontextmanager
+async def demo_broker(prefix: str, *, quiet: bool) -> AsyncIterator[Broker]:
+    """A running broker (the one found, or one started and stopped here) with the topic
+    catalog applied under ``prefix``; shared by this demo and ``demo --cluster``."""
     # The submitter retries a new topic's leader lookups; those retries are not news here.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     async with provided_broker(DevSettings()) as broker:
@@ -158,6 +159,14 @@ async def _fleet(
         plan = await plan_topics(load_catalog(Path("topics/topics.yaml")), broker.settings,
                                  prefix=prefix)  # fmt: skip
         await apply_plan(plan, broker.settings)
+        yield broker
+
+
+async def _fleet(
+    agents: list[ScaledAgent], prefix: str, count: int, rate: float, *, quiet: bool
+) -> DemoSummary:
+    started = time.monotonic()
+    async with demo_broker(prefix, quiet=quiet) as broker:
         with tempfile.TemporaryDirectory(prefix="expediter-demo-") as scratch:
             summary = await _run(broker, prefix, agents, count, rate, Path(scratch), quiet)
     summary.seconds = round(time.monotonic() - started, 1)
