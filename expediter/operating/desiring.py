@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from expediter.authoring.agents import Agent, TaskContext
+from expediter.authoring.scaling import AgentScaling, Estimator
 from expediter.deploying import AgentSource, DeploySettings, ScalingProfile, scaling_profile
 from expediter.deploying.kedaobjects import scaled_object, trigger_authentication
 from expediter.deploying.objects import CONTAINER
@@ -104,7 +105,8 @@ async def _never_called(task: _Unused, ctx: TaskContext) -> _Unused:
 
 
 def stand_in_agent(name: str, spec: AgentSpec) -> Agent[Any, Any]:
-    """An :class:`Agent` with what the renderer reads (name, capability, resources)."""
+    """An :class:`Agent` with what the renderer reads (name, capability, resources, scaling
+    and the estimator's prior)."""
     gpu = spec.resources is not None and spec.resources.gpu is not None
     return Agent(
         name=name,
@@ -118,7 +120,29 @@ def stand_in_agent(name: str, spec: AgentSpec) -> Agent[Any, Any]:
             concurrency=spec.concurrency,
             max_task_seconds=spec.max_task_seconds,
         ),
+        **_scaling(spec),
     )
+
+
+def _scaling(spec: AgentSpec) -> dict[str, Any]:
+    # spec.scaling is the agent file's AgentScaling and Estimator, as the API stores them.
+    scaling = spec.scaling
+    if scaling is None:
+        return {}
+    chosen: dict[str, Any] = {
+        "scaling": AgentScaling(
+            signal=scaling.signal,
+            target_drain_seconds=scaling.target_drain_seconds,
+            tokens_per_second=scaling.tokens_per_second,
+            activation_tokens=scaling.activation_tokens,
+            gpus=scaling.gpus,
+            replicas_per_gpu=scaling.replicas_per_gpu,
+            scaler_address=scaling.scaler_address,
+        )
+    }
+    if scaling.tokens_per_byte is not None:
+        chosen["estimator"] = Estimator(tokens_per_byte=scaling.tokens_per_byte)
+    return chosen
 
 
 def deploy_settings(namespace: str, spec: AgentSpec, settings: OperatorSettings) -> DeploySettings:
@@ -129,6 +153,8 @@ def deploy_settings(namespace: str, spec: AgentSpec, settings: OperatorSettings)
         kafka_secret=settings.kafka_secret,
         kafka_namespace=settings.kafka_namespace,
         kafka_cluster=settings.kafka_cluster,
+        # The scaler serves the namespace's agents, as the TriggerAuthentication does.
+        scaler_address=f"expediter-scaler.{namespace}.svc:9090",
     )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "ScalingBehavior",
     "ScalingPolicy",
     "ScalingRules",
+    "ScalingSpec",
     "spec_problems",
 ]
 
@@ -61,6 +62,10 @@ _UNREACHABLE_MAX = (
     "must be <= partitions: KEDA caps the lag metric at partitions x lagThreshold, so "
     "replicas beyond the task topic's partitions are never reached (they would sit idle); "
     "lower maxReplicas or raise partitions"
+)
+_HOST_PORT = r"^[^\s:]+:[0-9]{1,5}$"
+_GPUS_TOGETHER = (
+    "gpus and replicasPerGpu go together (the cap is gpus x replicasPerGpu); set both or neither"
 )
 _MIN_ABOVE_PARTITIONS = (
     "must be <= partitions: a replica beyond the task topic's partitions gets no partition; "
@@ -160,6 +165,43 @@ class ScalingBehavior(_Model):
     scale_down: ScalingRules | None = None
 
 
+class ScalingSpec(_Model):
+    """What scales the agent: ``lag`` (KEDA's Kafka trigger on the group's lag, the default),
+    ``work`` (an external trigger on ``expediter scaler``: pending tokens / a replica's
+    tokens/s) or ``both`` (KEDA takes the larger of the two). The other fields tune the work
+    trigger, as ``AgentScaling`` does in an agent file."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel("has(self.gpus) == has(self.replicasPerGpu)", _GPUS_TOGETHER, ".gpus")
+            ]
+        }
+    )
+
+    signal: Literal["lag", "work", "both"] = "lag"
+    """Which trigger(s) the ScaledObject gets."""
+    scaler_address: Annotated[str, Field(pattern=_HOST_PORT, max_length=261)] | None = None
+    """``host:port`` of ``expediter scaler``. Unset: ``expediter-scaler.<namespace>.svc:9090``."""
+    target_drain_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """Seconds of work one replica should have pending: the HPA's target."""
+    tokens_per_second: Annotated[float, Field(gt=0, le=1_000_000_000)] = 50.0
+    """One task's tokens/s on one replica, until the scaler measures it on results."""
+    activation_tokens: Annotated[float, Field(ge=0, le=1_000_000_000)] = 0.0
+    """Pending tokens above which KEDA wakes the agent from zero."""
+    gpus: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    replicas_per_gpu: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """With ``gpus``: at most ``gpus x replicasPerGpu`` replicas' worth of work."""
+    tokens_per_byte: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+    """The estimator's prior for tasks without an expected-tokens header. Unset: 0.25."""
+
+    @model_validator(mode="after")
+    def _gpus_together(self) -> ScalingSpec:
+        if (self.gpus is None) != (self.replicas_per_gpu is None):
+            raise ValueError(f"spec.scaling.gpus: {_GPUS_TOGETHER}")
+        return self
+
+
 class AgentSpec(_Model):
     """The desired state of one agent: its code, its model, and how KEDA scales it."""
 
@@ -214,6 +256,7 @@ class AgentSpec(_Model):
     cooldown_period: Annotated[int, Field(ge=0, le=86_400)] | None = None
     """Seconds without lag before KEDA scales to zero. Unset: 300 (CPU) or 600 (GPU)."""
     behavior: ScalingBehavior | None = None
+    scaling: ScalingSpec | None = None
     partitions: Annotated[int, Field(ge=1, le=10_000)] = 6
     """Partitions of the task topic (and its DLQ): the most replicas that can work at once.
     The operator creates the topics with this many and raises them, never lowers them."""
