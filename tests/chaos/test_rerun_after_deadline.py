@@ -21,8 +21,8 @@ from expediter.events import ResultEvent, TaskEvent, decode
 from expediter.messaging import TopicNames
 from expediter.replaying import ORIGINAL_DEADLINE_HEADER
 from tests.integration.test_replay import cli, last_json
-from tests.integration.test_trace import running_worker
 from tests.support import TEST_PRODUCER, create_topics, produce, read
+from tests.workers import running_worker
 
 pytestmark = pytest.mark.slow
 

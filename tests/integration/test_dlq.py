@@ -16,8 +16,9 @@ from expediter.messaging import TopicNames, client_options, connected
 from expediter.replaying import REDRIVE_HEADER, HistoryReader, Selection
 from expediter.settings import KafkaSettings
 from tests.integration.test_replay import cli, last_json
-from tests.integration.test_trace import PROBE, running_worker
+from tests.integration.test_trace import PROBE
 from tests.support import TEST_PRODUCER, create_topics, produce, read
+from tests.workers import running_worker
 
 
 async def everything(settings: KafkaSettings, topic: str) -> list[Any]:

@@ -26,8 +26,8 @@ from expediter.replaying import (
 from expediter.settings import KafkaSettings
 from tests.integration.test_dlq import everything
 from tests.integration.test_replay import cli, last_json
-from tests.integration.test_trace import running_worker
 from tests.support import TEST_PRODUCER, create_topics, produce, read
+from tests.workers import running_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "agents" / "action.py"

@@ -6,12 +6,10 @@ comparison of two engines) are in test_routing_llm.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +23,21 @@ from expediter.settings import (
     KafkaSettings,
     RouteSettings,
     SplitSettings,
-    WorkerSettings,
 )
 from expediter.worker.working import Worker
 from tests.binomial import binomial_bounds
 from tests.support import TEST_PRODUCER, create_topics, produce, read
+from tests.workers import running_worker
 
 TRIAGE = Path(__file__).resolve().parents[1] / "agents" / "triage.py"
 AGENT = load_agent(TRIAGE)
 
 
-@asynccontextmanager
-async def routed_worker(
+def routed_worker(
     settings: KafkaSettings, prefix: str, engine: ReasoningEngine, **overrides: Any
-) -> AsyncIterator[Worker]:
+) -> AbstractAsyncContextManager[Worker]:
     """The triage agent in-process under ``prefix`` on ``engine``, until the block ends."""
-    worker_settings = WorkerSettings(
-        topic_prefix=prefix, instance=f"w-{uuid.uuid4().hex[:6]}", http_port=0,
-        retry_backoff_seconds=0.05, **overrides,
-    )  # fmt: skip
-    worker = Worker(AGENT, engine, kafka=settings, settings=worker_settings)
-    running = asyncio.create_task(worker.run())
-    try:
-        async with asyncio.timeout(120):
-            while not worker.health.warm:
-                if running.done():
-                    running.result()
-                await asyncio.sleep(0.05)
-        yield worker
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(running, 120)
+    return running_worker(settings, AGENT, prefix, engine=engine, timeout=120, **overrides)
 
 
 def triage_task(workflow: str, step: str, note: str = "dry for weeks") -> TaskEvent:

@@ -3,51 +3,22 @@ topics, in time order, each hop with its latency; a worker in-process makes the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from expediter import load_agent
 from expediter.dev import Broker
 from expediter.events import WorkflowEvent, WorkflowStatus
 from expediter.messaging import TopicNames, client_options, connected
-from expediter.reasoning import RuleEngine
 from expediter.replaying import HistoryReader, trace_workflow
-from expediter.settings import KafkaSettings, WorkerSettings
-from expediter.worker.working import Worker
+from expediter.settings import KafkaSettings
 from tests.integration.test_replay import cli, last_json
 from tests.support import TEST_PRODUCER, create_topics, produce, read, task
+from tests.workers import running_worker
 
 PROBE = Path(__file__).resolve().parents[1] / "agents" / "probe.py"
-
-
-@asynccontextmanager
-async def running_worker(
-    settings: KafkaSettings, agent_file: Path, prefix: str, **overrides: Any
-) -> AsyncIterator[Worker]:
-    """A worker in-process under ``prefix`` until the block ends (then drained and stopped)."""
-    worker_settings = WorkerSettings(
-        topic_prefix=prefix, instance=f"w-{uuid.uuid4().hex[:6]}", http_port=0,
-        retry_backoff_seconds=0.05, **overrides,
-    )  # fmt: skip
-    worker = Worker(load_agent(agent_file), RuleEngine(), kafka=settings, settings=worker_settings)
-    running = asyncio.create_task(worker.run())
-    try:
-        async with asyncio.timeout(60):
-            while not worker.health.warm:
-                if running.done():
-                    running.result()
-                await asyncio.sleep(0.05)
-        yield worker
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(running, 60)
 
 
 async def publish_workflow_event(
