@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pydantic import ValidationError
 
 from expediter.errors import EngineError
@@ -21,6 +20,9 @@ from expediter.reasoning.faults import EngineFault
 from expediter.reasoning.grammars import grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
 from expediter.settings import EngineSettings
+
+if TYPE_CHECKING:
+    import aiohttp  # imported when an engine starts: a worker without one never loads it
 
 __all__ = ["OpenAICompatibleEngine"]
 
@@ -71,6 +73,8 @@ class OpenAICompatibleEngine:
         headers = {"Content-Type": "application/json"}
         if self._settings.api_key is not None:
             headers["Authorization"] = f"Bearer {self._settings.api_key.get_secret_value()}"
+        import aiohttp
+
         self._session = aiohttp.ClientSession(
             headers=headers, timeout=aiohttp.ClientTimeout(total=self._settings.timeout)
         )
@@ -143,6 +147,8 @@ class OpenAICompatibleEngine:
         }
 
     async def _post(self, body: dict[str, Any]) -> Any:
+        import aiohttp
+
         assert self._session is not None
         try:
             async with self._session.post(self._url, json=body) as response:

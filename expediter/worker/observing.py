@@ -21,12 +21,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
+import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, Self
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -41,6 +41,7 @@ from expediter.errors import ConfigurationError, ExpediterError
 from expediter.reasoning.metering import EngineMeter
 from expediter.settings import WorkerSettings
 from expediter.worker.metering import EngineCollector
+from expediter.worker.serving import HttpServer, Reply
 
 __all__ = [
     "TASK_SECONDS_BUCKETS",
@@ -377,7 +378,8 @@ _WILDCARDS = {"", "0.0.0.0", "::"}  # noqa: S104 -- recognised, not bound
 
 
 class ObservabilityServer:
-    """Serves GET /metrics, /healthz and /readyz for one worker.
+    """Serves GET /metrics, /healthz and /readyz for one worker, over the standard library's
+    asyncio (:mod:`expediter.worker.serving`), not a web framework.
 
     Binds ``settings.http_host:http_port``; port 0 picks a free port, and ``port`` holds the
     bound one after ``start()``. ``start()`` and ``stop()`` are idempotent; ``async with``
@@ -389,7 +391,7 @@ class ObservabilityServer:
         self.health = metrics.health
         self.host = settings.http_host
         self.port = settings.http_port
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._stopped = False
 
     @property
@@ -401,33 +403,27 @@ class ObservabilityServer:
     async def start(self) -> None:
         if self._stopped:
             raise ExpediterError("this ObservabilityServer was stopped; create a new one")
-        if self._runner is not None:
+        if self._http is not None:
             return
-        app = web.Application()
-        app.router.add_get("/metrics", self._serve_metrics)
-        app.router.add_get("/healthz", self._serve_healthz)
-        app.router.add_get("/readyz", self._serve_readyz)
         # No access log: probes and scrapes every few seconds would drown the worker's own log.
-        # A short shutdown timeout: the handlers are instant, only idle keep-alives remain.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
+        http = HttpServer(
+            {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz}
+        )
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            self.port = await http.start(self.host, self.port)
         except OSError as exc:
-            await runner.cleanup()
             raise ConfigurationError(
                 f"cannot serve /metrics, /healthz and /readyz on {self.host}:{self.port} "
                 f"({exc.strerror or exc}): set EXPEDITER_HTTP_PORT to a free port (0 picks one) "
                 "or check EXPEDITER_HTTP_HOST"
             ) from exc
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._http = http
 
     async def stop(self) -> None:
         self._stopped = True
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -436,19 +432,18 @@ class ObservabilityServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def _serve_metrics(self, request: web.Request) -> web.Response:
+    def _metrics(self, headers: Mapping[str, str]) -> Reply:
         # Prometheus asks for OpenMetrics in Accept; curl and older scrapers get the text format.
-        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(
-            body=encode(self.metrics.registry), headers={"Content-Type": content_type}
-        )
+        encode, content_type = choose_encoder(headers.get("accept", ""))
+        return Reply(200, encode(self.metrics.registry), content_type)
 
-    async def _serve_healthz(self, request: web.Request) -> web.Response:
+    def _healthz(self, headers: Mapping[str, str]) -> Reply:
         if self.health.is_alive():
-            return web.Response(text="ok")
+            return Reply(200, b"ok")
         stall = self.health.stall()
-        return web.Response(text=f"stalled: {stall[0] if stall else 'unknown'}", status=503)
+        return Reply(503, f"stalled: {stall[0] if stall else 'unknown'}".encode())
 
-    async def _serve_readyz(self, request: web.Request) -> web.Response:
+    def _readyz(self, headers: Mapping[str, str]) -> Reply:
         readiness = self.health.readiness()
-        return web.json_response(readiness.as_json(), status=200 if readiness.ready else 503)
+        body = json.dumps(readiness.as_json()).encode()
+        return Reply(200 if readiness.ready else 503, body, "application/json; charset=utf-8")
