@@ -193,7 +193,12 @@ def _check_scaled_object(
     triggers = [t for t in spec.get("triggers") or () if isinstance(t, Mapping)]
     kafka = [t for t in triggers if t.get("type") == "kafka"]
     external = [t for t in triggers if t.get("type") == "external"]
-    if len(kafka) > 1 or not (kafka or external):
+    # Kafka triggers after the first may read the agent's retry tiers (kedaobjects renders one
+    # per tier): checked as triggers, and on the same group, the tiers of the first's topic.
+    tiers, kafka = kafka[1:], kafka[:1]
+    for tier in tiers:
+        refusals += _tier_refusals(document, tier, kafka[0], catalog)
+    if not (kafka or external):
         refuse(
             f"has {len(kafka)} Kafka triggers and {len(external)} external ones; an agent "
             "scales on its group's lag (one kafka trigger), its pending work (one external "
@@ -253,6 +258,25 @@ def _check_scaled_object(
         refusals += _check_target(document, metadata, topic, deployments, by_capability)
     refusals += _check_work_target(document, capabilities, deployments)
     return refusals
+
+
+def _tier_refusals(
+    document: Document, tier: Mapping[str, Any], first: Mapping[str, Any], catalog: Catalog
+) -> list[Refusal]:
+    metadata = tier.get("metadata") or {}
+    problems = list(trigger_problems(metadata))
+    lag = first.get("metadata") or {}
+    topic, group = str(metadata.get("topic", "")), metadata.get("consumerGroup")
+    capability = str(lag.get("topic", "")).removeprefix("tasks.")
+    names = [spec.name for spec in catalog.retry_tiers(capability)]
+    if topic not in names or group != lag.get("consumerGroup"):
+        problems.append((
+            f"a second Kafka trigger reads {topic or 'no topic'} in group {group}: only the "
+            f"retry tiers of {lag.get('topic')} ({', '.join(names) or 'none in the catalog'}) "
+            f"may, in the first trigger's group {lag.get('consumerGroup')}",
+            "keep one kafka trigger on the task topic and one per retry tier (keda render)",
+        ))  # fmt: skip
+    return [Refusal(document.path, document.label, problem, fix) for problem, fix in problems]
 
 
 def _external_problems(metadata: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:

@@ -2,7 +2,9 @@
 
 An agent's ScaledObject has the triggers its ``AgentScaling.signal`` picks: ``lag`` (KEDA's
 Kafka trigger, named ``lag``), ``work`` (an ``external`` trigger on ``expediter scaler``, named
-``work``) or ``both`` (KEDA and the HPA take the larger replica count of the two).
+``work``) or ``both`` (KEDA and the HPA take the larger replica count of the two). With ``lag``,
+a further Kafka trigger per retry tier (``retry-10s``, ``retry-60s``) counts the tasks that wait
+out a delay there.
 
 Called by :mod:`expediter.deploying.manifests`.
 """
@@ -16,6 +18,8 @@ from expediter.deploying.objects import Object, agent_labels, meta
 from expediter.deploying.profiles import DeploySettings, ScalingProfile
 from expediter.messaging import TopicNames
 from expediter.scaling.working import external_metadata
+from expediter.settings import WorkerSettings
+from expediter.worker.delaying import RetryTiers
 
 __all__ = ["scaled_object", "trigger_authentication", "triggers"]
 
@@ -40,7 +44,9 @@ def triggers(
     """The ScaledObject's triggers for the agent's declared signal (lag, work or both)."""
     chosen: list[Object] = []
     if agent.scaling.uses_lag:
-        chosen.append(_lag_trigger(agent, profile, names, settings))
+        lag = _lag_trigger(agent, profile, names, settings)
+        chosen.append(lag)
+        chosen += _tier_triggers(agent, names, lag)
     if agent.scaling.uses_work:
         trigger = agent.scaling.trigger(
             agent.capability, concurrency=agent.resources.concurrency, estimator=agent.estimator
@@ -77,6 +83,20 @@ def _lag_trigger(
         "metadata": metadata,
         "authenticationRef": {"name": settings.kafka_secret},
     }
+
+
+def _tier_triggers(agent: Agent[Any, Any], names: TopicNames, lag: Object) -> list[Object]:
+    """A Kafka trigger per retry tier the worker reads (``retry.<capability>.<N>s``, in the
+    same consumer group), like the lag trigger but on the tier topic: a task waiting out a
+    delay there must keep the agent up, and wake it from zero, though the task topic is empty
+    (KEDA is active when any trigger is; the HPA takes the largest metric)."""
+    seconds = WorkerSettings.model_fields["retry_tiers"].get_default(call_default_factory=True)
+    return [
+        {**lag, "name": f"retry-{tier.seconds}s",
+         "metadata": {**lag["metadata"], "topic": tier.topic},
+         "authenticationRef": dict(lag["authenticationRef"])}
+        for tier in RetryTiers(names, agent.capability, seconds).tiers
+    ]  # fmt: skip
 
 
 def scaled_object(

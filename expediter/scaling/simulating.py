@@ -32,7 +32,7 @@ built). idleReplicaCount, pause annotations and scalingModifiers are not modelle
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from expediter.errors import ConfigurationError
 from expediter.scaling.autoscaling import HorizontalAutoscaler, HpaDecision, Seconds
@@ -41,7 +41,7 @@ from expediter.scaling.fallback import FailureTracker, Fallback
 from expediter.scaling.lagging import LagMeter, LagReading
 from expediter.scaling.triggering import KafkaTrigger
 
-__all__ = ["FailedStep", "ScaledObjectSpec", "Simulation", "StepResult"]
+__all__ = ["FailedStep", "ScaledObjectSpec", "Simulation", "StepResult", "combined"]
 
 
 @dataclass(frozen=True)
@@ -187,18 +187,51 @@ class FailedStep:
         return " | ".join(parts)
 
 
+def combined(first: LagReading, others: Sequence[LagReading]) -> LagReading:
+    """Several Kafka triggers of one ScaledObject read as one: KEDA is active when any trigger
+    is (scale_handler.go ``getScaledObjectState``), and the HPA, given one metric per trigger,
+    takes the largest replica count they propose (horizontal.go ``computeReplicasForMetrics``).
+    With one target (lagThreshold) for all, a proposal grows with its metric (tolerance
+    included), so the largest proposal is the largest metric's. ``lag`` and
+    ``lag_with_persistent`` become the sums (every waiting task); the rest is the first's."""
+    if not others:
+        return first
+    readings = [first, *others]
+    return replace(
+        first,
+        lag=sum(r.lag for r in readings),
+        lag_with_persistent=sum(r.lag_with_persistent for r in readings),
+        metric=max(r.metric for r in readings),
+        active=any(r.active for r in readings),
+    )
+
+
 class Simulation:
     """KEDA plus its HPA for one ScaledObject with one Kafka trigger, driven step by step."""
 
     def __init__(
-        self, trigger: KafkaTrigger, scaled_object: ScaledObjectSpec, replicas: int = 0
+        self,
+        trigger: KafkaTrigger,
+        scaled_object: ScaledObjectSpec,
+        replicas: int = 0,
+        *,
+        also: Sequence[KafkaTrigger] = (),
     ) -> None:
         if replicas < 0:
             raise ConfigurationError(f"replicas must be >= 0, got {replicas}")
+        odd = [t.lag_threshold for t in also if t.lag_threshold != trigger.lag_threshold]
+        if odd:
+            raise ConfigurationError(
+                f"{scaled_object.where}: every Kafka trigger needs the first one's lagThreshold "
+                f"({trigger.lag_threshold}), got {odd}: the engine combines triggers with one "
+                "HPA target"
+            )
         self.trigger = trigger
         self.scaled_object = scaled_object
         self._replicas = replicas
         self._meter = LagMeter(trigger)
+        self._also = tuple(LagMeter(t) for t in also)
+        """Further Kafka triggers (the agent's retry tiers, read by the same group)."""
         self._hpa = HorizontalAutoscaler(
             min_replicas=scaled_object.hpa_min_replicas,
             max_replicas=scaled_object.max_replica_count,
@@ -220,11 +253,24 @@ class Simulation:
         return self._last_active
 
     def step(
-        self, t: Seconds, latest: Sequence[int], committed: Sequence[int | None]
+        self,
+        t: Seconds,
+        latest: Sequence[int],
+        committed: Sequence[int | None],
+        also: Sequence[tuple[Sequence[int], Sequence[int | None]]] = (),
     ) -> StepResult:
-        """One KEDA poll and one HPA sync at time ``t`` (seconds, increasing)."""
+        """One KEDA poll and one HPA sync at time ``t`` (seconds, increasing); ``also``: the
+        offsets of each further trigger's topic, in order (:func:`combined`); a trigger left
+        without offsets (not read) does not count."""
         self._advance(t)
-        reading = self._meter.read(latest, committed)
+        if len(also) > len(self._also):
+            raise ConfigurationError(
+                f"{len(also)} further triggers' offsets for {len(self._also)} further triggers"
+            )
+        reading = combined(
+            self._meter.read(latest, committed),
+            [meter.read(*offsets) for meter, offsets in zip(self._also, also, strict=False)],
+        )
         self._health.succeeded()
         if reading.active:
             self._last_active = t

@@ -14,6 +14,7 @@ show what KEDA would want.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from expediter.scaling import LagReading, Seconds, Simulation, StepResult
@@ -54,7 +55,9 @@ class AgentScaler:
 
     def __init__(self, agent: ScaledAgent, replicas: int = 0) -> None:
         self.agent = agent
-        self.simulation = Simulation(agent.trigger, agent.spec, replicas)
+        self.simulation = Simulation(
+            agent.trigger, agent.spec, replicas, also=[trigger for trigger, _ in agent.also]
+        )
         self._next_poll: Seconds = 0
 
     @property
@@ -65,9 +68,11 @@ class AgentScaler:
         """Whether a poll is due at ``t`` (the first one is due at once)."""
         return t >= self._next_poll
 
-    def decide(self, t: Seconds, sample: LagSample) -> Decision:
-        """Step the engine on ``sample``; the next poll is due one polling interval later."""
+    def decide(self, t: Seconds, sample: LagSample, also: Sequence[LagSample] = ()) -> Decision:
+        """Step the engine on ``sample`` (and ``also``, one for each of ``agent.also``, in
+        order); the next poll is due one polling interval later."""
         previous = self.simulation.replicas
-        step = self.simulation.step(t, sample.latest, sample.committed)
+        offsets = [(s.latest, s.committed) for s in also]
+        step = self.simulation.step(t, sample.latest, sample.committed, offsets)
         self._next_poll = t + max(self.agent.spec.polling_interval, 0.1)
         return Decision(self.agent.name, t, previous, step.replicas, step.reading, step)

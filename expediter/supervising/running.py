@@ -218,20 +218,30 @@ class Supervisor:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.options.tick)
 
     async def _poll(self, sampler: LagSampler, due: list[_Agent], t: float) -> None:
-        samples = await asyncio.gather(
-            *(sampler.sample(a.scaler.agent.topic, a.scaler.agent.group) for a in due),
-            return_exceptions=True,
-        )
-        for agent, sample in zip(due, samples, strict=True):
-            if isinstance(sample, BaseException):
-                if not isinstance(sample, Exception):
-                    raise sample
+        samples = await asyncio.gather(*(self._sample(sampler, a) for a in due),
+                                       return_exceptions=True)  # fmt: skip
+        for agent, sampled in zip(due, samples, strict=True):
+            if isinstance(sampled, BaseException):
+                if not isinstance(sampled, Exception):
+                    raise sampled
                 # KEDA keeps the count when its scaler fails (fallback is not modelled).
-                agent.state.error = f"{type(sample).__name__}: {sample}"
+                agent.state.error = f"{type(sampled).__name__}: {sampled}"
                 self._emit({"event": "error", "agent": agent.state.name,
                             "error": agent.state.error})  # fmt: skip
                 continue
-            self._apply(agent, agent.scaler.decide(t, sample), sample)
+            sample, tiers = sampled
+            self._apply(agent, agent.scaler.decide(t, sample, tiers), sample)
+
+    @staticmethod
+    async def _sample(sampler: LagSampler, agent: _Agent) -> tuple[LagSample, list[LagSample]]:
+        """The task topic's sample and one per further trigger (the retry tiers, whose waiting
+        tasks wake an agent at zero as on a cluster)."""
+        scaled = agent.scaler.agent
+        return await asyncio.gather(
+            sampler.sample(scaled.topic, scaled.group),
+            asyncio.gather(*(sampler.sample_or_idle(topic, scaled.group)
+                             for _, topic in scaled.also)),
+        )  # fmt: skip
 
     def _apply(self, agent: _Agent, decision: Decision, sample: LagSample) -> None:
         state = agent.state

@@ -138,6 +138,15 @@ class LagSampler:
                 await asyncio.sleep(0.5)
         raise AssertionError("unreachable")
 
+    async def sample_or_idle(self, topic: str, group: str) -> LagSample:
+        """:meth:`sample`, but a topic that does not exist reads as one idle partition: a retry
+        tier nobody created holds no task (a worker whose tier topics are missing runs without
+        tiers, :mod:`expediter.worker.delaying`)."""
+        try:
+            return await self.sample(topic, group)
+        except MissingTopicError:
+            return LagSample(topic=topic, group=group, at=time.time(), latest=(0,), committed=(0,))
+
     async def sample_all(self, pairs: Sequence[tuple[str, str]]) -> list[LagSample]:
         """:meth:`sample` for each (topic, group), concurrently, in order."""
         return list(await asyncio.gather(*(self.sample(t, g) for t, g in pairs)))

@@ -63,6 +63,10 @@ class ScaledAgent:
     """The task topic, prefixed."""
     group: str
     """The consumer group whose lag scales this agent, prefixed."""
+    also: tuple[tuple[KafkaTrigger, str], ...] = ()
+    """Further Kafka triggers and their topics, prefixed, read with the same group: the
+    agent's retry tiers, whose waiting tasks must wake an agent at zero (KEDA activates on any
+    trigger; the HPA takes the largest metric, :func:`expediter.scaling.simulating.combined`)."""
     grace_seconds: int = DEFAULT_GRACE_SECONDS
     """terminationGracePeriodSeconds: after SIGTERM, a replica gets this long, then SIGKILL."""
     pod_env: Mapping[str, str] = field(default_factory=dict)
@@ -166,17 +170,18 @@ def _scaled_agent(
         for t in spec_doc.get("triggers") or []
         if isinstance(t, Mapping) and t.get("type") == "kafka"
     ]
-    if len(kafka) != 1:
+    if not kafka:
         raise ConfigurationError(
-            f"ScaledObject/{name} has {len(kafka)} Kafka triggers; a supervisor needs exactly one"
+            f"ScaledObject/{name} has no Kafka trigger; a supervisor needs one (the first reads "
+            "the task topic, others its retry tiers)"
         )
-    raw = _mapping(kafka[0].get("metadata"), "spec.triggers[kafka].metadata")
-    trigger = parse_trigger(raw, where=f"ScaledObject/{name}.trigger")
-    topic, group = raw.get("topic"), raw.get("consumerGroup")
-    if not isinstance(topic, str) or not isinstance(group, str) or not topic or not group:
+    read = [_kafka_trigger(name, n, trigger) for n, trigger in enumerate(kafka)]
+    trigger, topic, group = read[0]
+    strays = [t for _, t, g in read[1:] if g != group]
+    if strays:
         raise ConfigurationError(
-            f"ScaledObject/{name}: the Kafka trigger needs topic and consumerGroup (the local "
-            "supervisor reads that group's lag on that topic)"
+            f"ScaledObject/{name}: the Kafka triggers on {', '.join(strays)} read another "
+            f"consumer group than {group}; the local supervisor reads one group per agent"
         )
     spec = _spec(name, spec_doc)
     target = _mapping(spec_doc.get("scaleTargetRef"), "spec.scaleTargetRef").get("name", name)
@@ -190,7 +195,20 @@ def _scaled_agent(
         name=name, capability=capability, agent_file=agent_file, trigger=trigger, spec=spec,
         topic=f"{names.prefix}{topic}", group=f"{names.prefix}{group}", grace_seconds=grace,
         pod_env=pod_env, source=relative,
+        also=tuple((t, f"{names.prefix}{topic}") for t, topic, _ in read[1:]),
     )  # fmt: skip
+
+
+def _kafka_trigger(name: str, n: int, document: Mapping[str, Any]) -> tuple[KafkaTrigger, str, str]:
+    raw = _mapping(document.get("metadata"), f"spec.triggers[kafka {n}].metadata")
+    trigger = parse_trigger(raw, where=f"ScaledObject/{name}.trigger")
+    topic, group = raw.get("topic"), raw.get("consumerGroup")
+    if not isinstance(topic, str) or not isinstance(group, str) or not topic or not group:
+        raise ConfigurationError(
+            f"ScaledObject/{name}: a Kafka trigger needs topic and consumerGroup (the local "
+            "supervisor reads that group's lag on that topic)"
+        )
+    return trigger, topic, group
 
 
 def _spec(name: str, spec: Mapping[str, Any]) -> ScaledObjectSpec:

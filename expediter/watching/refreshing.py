@@ -47,14 +47,21 @@ async def refresh(sampler: LagSampler, watcher: Watcher, source: ActualSource) -
     results = await asyncio.gather(
         *(sampler.sample(a.topic, a.group) for a in agents), return_exceptions=True
     )
+    # The retry tiers' offsets, which the engine counts as KEDA counts their triggers.
+    tiers = await asyncio.gather(
+        *(asyncio.gather(*(sampler.sample_or_idle(topic, a.group) for _, topic in a.also))
+          for a in agents),
+        return_exceptions=True,
+    )  # fmt: skip
     samples: dict[str, LagSample] = {}
+    also: dict[str, list[LagSample]] = {}
     notes: list[str] = []
-    for agent, result in zip(agents, results, strict=True):
-        if isinstance(result, LagSample):
-            samples[agent.name] = result
-        elif isinstance(result, Exception):
-            notes.append(f"{agent.name}: {result}")
+    for agent, result, tiered in zip(agents, results, tiers, strict=True):
+        if isinstance(result, LagSample) and isinstance(tiered, list):
+            samples[agent.name], also[agent.name] = result, tiered
+        elif isinstance(result, Exception) or isinstance(tiered, Exception):
+            notes.append(f"{agent.name}: {result if isinstance(result, Exception) else tiered}")
         else:
-            raise result
+            raise result if isinstance(result, BaseException) else tiered  # type: ignore[misc]
     actual, events, more = await source()
-    return watcher.observe(samples, actual, events, [*notes, *more])
+    return watcher.observe(samples, actual, events, [*notes, *more], also=also)

@@ -159,6 +159,7 @@ class Watcher:
         errors: Sequence[str] = (),
         *,
         t: float | None = None,
+        also: Mapping[str, Sequence[LagSample]] | None = None,
     ) -> Snapshot:
         """One snapshot from this refresh's samples (by agent name); an agent without a sample
         (its read failed) is left out and its error listed."""
@@ -172,7 +173,7 @@ class Watcher:
             scaler = self._scalers.get(agent.name)
             if scaler is None:
                 scaler = self._scalers[agent.name] = AgentScaler(agent, seen.replicas or 0)
-            decision = scaler.decide(t, sample)
+            decision = scaler.decide(t, sample, (also or {}).get(agent.name, ()))
             in_rate, out_rate = _rates(self._previous.get(agent.name), sample)
             self._previous[agent.name] = sample
             reading = decision.reading

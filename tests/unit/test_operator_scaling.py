@@ -50,7 +50,10 @@ def test_signal_both_gives_the_committed_work_example() -> None:
 
 
 def test_each_signal_gives_its_triggers_and_the_scaler_of_the_agents_namespace() -> None:
-    assert [t["type"] for t in _scaled_object(_spec())["spec"]["triggers"]] == ["kafka"]
+    lag = _scaled_object(_spec())["spec"]["triggers"]
+    assert [(t["type"], t["name"]) for t in lag] == [
+        ("kafka", "lag"), ("kafka", "retry-10s"), ("kafka", "retry-60s"),  # the retry tiers
+    ]  # fmt: skip
     work = _scaled_object(_spec(signal="work", gpus=2, replicasPerGpu=2, tokensPerByte=0.5),
                           namespace="team-a")  # fmt: skip
     (trigger,) = work["spec"]["triggers"]

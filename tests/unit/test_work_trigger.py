@@ -53,12 +53,13 @@ def _scaled_object(agent: Agent[Any, Any]) -> tuple[dict[str, Any], list[Any]]:
 
 def test_the_default_is_the_lag_trigger_alone() -> None:
     scaled, refusals = _scaled_object(_agent())
-    assert [t["type"] for t in scaled["spec"]["triggers"]] == ["kafka"]
+    names = [t["name"] for t in scaled["spec"]["triggers"]]
+    assert names == ["lag", "retry-10s", "retry-60s"]  # lag: the task topic and its tiers
     assert refusals == []
 
 
 @pytest.mark.parametrize(
-    ("signal", "types"), [("work", ["external"]), ("both", ["kafka", "external"])]
+    ("signal", "types"), [("work", ["external"]), ("both", ["kafka"] * 3 + ["external"])]
 )
 def test_the_work_signal_renders_an_external_trigger_that_check_passes(
     signal: str, types: list[str]
