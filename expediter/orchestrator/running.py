@@ -30,6 +30,14 @@
   (:mod:`expediter.orchestrator.scheduling`), rebuilt from the table after each rebalance, so a
   scan costs what is due, not what waits. The command is handled in the stream like a result,
   so deadlines survive restarts.
+- Retention: a finished workflow leaves the table ``finished_retention_seconds`` after it
+  ended (:mod:`expediter.orchestrator.retiring`). The deletion is a tombstone in the changelog,
+  sent in the transaction of a record handled on the same partition (any record: the table
+  shrinks as a side effect of the traffic that grows it), at most :data:`RETIRE_PER_RECORD` a
+  record. A partition with no traffic gets a nudge from the timer: an ``expire`` command
+  without a step, keyed by the due workflow, which does nothing itself and so lets the stream
+  retire what is due. A late result for a retired workflow is ignored with a log line; its
+  history stays in ``workflows.events`` for ``status`` and ``trace``.
 - Approvals: ``approvals.decisions`` (people's decisions, keyed by workflow id, co-partitioned)
   is a third stream on the table (:func:`~expediter.orchestrator.stepping.apply_decision`).
   Requests go to the compacted ``approvals.requests`` under their request id, and a tombstone
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -63,9 +72,11 @@ from expediter.events import (
     to_record,
 )
 from expediter.messaging import TopicNames, client_options
+from expediter.messaging.topology import partition_for_key
 from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.deadlettering import Unhandled, dead_letter
 from expediter.orchestrator.discovering import REFRESH_SECONDS, Discovery
+from expediter.orchestrator.retiring import RecentlyRetired, RetentionIndex, retire_at
 from expediter.orchestrator.scheduling import DeadlineIndex, Due
 from expediter.orchestrator.stepping import (
     PRODUCER,
@@ -77,12 +88,21 @@ from expediter.orchestrator.stepping import (
 )
 from expediter.settings import KafkaSettings, OrchestratorSettings
 
-__all__ = ["APP_ID", "build_app"]
+__all__ = ["APP_ID", "RETIRE_PER_RECORD", "build_app"]
 
 APP_ID = "expediter-orchestrator"
 """Faust names the table's changelog ``<app id>-workflows-changelog``: the catalog lists it."""
 
 log = logging.getLogger("expediter.orchestrator")
+
+RETIRE_PER_RECORD = 500
+"""The most finished workflows one handled record's transaction deletes: a burst of expiries
+(a restart after a long stop) is spread over records instead of one huge transaction."""
+NUDGE_AFTER_SECONDS = 1.0
+"""A partition whose oldest due retirement has waited this long (no record came to carry it)
+gets a nudge from the timer; at most one per partition per this long."""
+REBUILD_CHUNK = 2000
+"""Table entries the index rebuild reads between two yields to the event loop."""
 
 Outcome = tuple[WorkflowState, Effects] | None
 """What handling one record decided: the workflow's new state and what to publish, or nothing."""
@@ -181,11 +201,14 @@ def build_app(
         return WorkflowState.model_validate(value) if value else None
 
     index = DeadlineIndex()
+    retention = RetentionIndex(settings.finished_retention_seconds)
+    retired = RecentlyRetired()
 
     async def save(event: Any, state: WorkflowState) -> None:
         value = state.model_dump(mode="json")
         table[state.workflow_id] = value
         index.track(state.workflow_id, value)
+        retention.track(state.workflow_id, event.message.partition, value)
         key, _ = table.changelog_topic.prepare_key(state.workflow_id, table.key_serializer)
         data, _ = table.changelog_topic.prepare_value(value, table.value_serializer)
         # The changelog partition is the table partition, which is the handled record's.
@@ -218,21 +241,59 @@ def build_app(
         workflow = workflows.get(state.workflow) if state else None
         if state is None or workflow is None:
             # Recorded (a dead letter, with the reason) rather than dropped: a person's answer.
+            gone = " (it finished and left the table)" if decision.workflow_id in retired else ""
             raise Unhandled(
                 "unknown-workflow",
                 f"decision {decision.event_id} by {decision.decider} on {decision.request_id}: "
-                f"no workflow {decision.workflow_id!r} here (unknown request); ignored",
+                f"no workflow {decision.workflow_id!r} here{gone} (unknown request); ignored",
             )
         return state, apply_decision(workflow, state, decision, datetime.now(UTC))
 
     def on_result(result: ResultEvent) -> Outcome:
         state = load(result.workflow_id)
         workflow = workflows.get(state.workflow) if state else None
+        if state is None and result.step_id != "submit":  # not `expediter submit <capability>`
+            # Never a new entry: the workflow finished and left the table (or never ran here).
+            # A warning: a result this late means the retention is shorter than a task's path.
+            why = (
+                "it finished and left the table"
+                if result.workflow_id in retired
+                else "no such workflow in the table (it finished and left it, or never ran)"
+            )
+            log.warning("result %s for %s/%s ignored: %s; if results come this late, raise "
+                        "EXPEDITER_FINISHED_RETENTION_SECONDS", result.event_id,
+                        result.workflow_id, result.step_id, why)  # fmt: skip
         if state is None or workflow is None:
-            return None  # a result for a task no workflow sent (`expediter submit <capability>`)
+            return None
         return state, apply_result(workflow, state, result, datetime.now(UTC))
 
+    async def retire(event: Any) -> None:
+        """Delete the finished workflows of ``event``'s partition whose retention ended, in
+        ``event``'s transaction (the changelog partition is the handled record's)."""
+        partition = event.message.partition
+        now = time.time()
+        for workflow_id in retention.due(partition, now, RETIRE_PER_RECORD):
+            value = table.data.get(workflow_id)
+            at = retire_at(value, retention.retention)
+            if at is None or at > now:
+                retention.track(workflow_id, partition, value)  # it changed since: keep it
+                continue
+            del table[workflow_id]
+            index.track(workflow_id, None)
+            retired.add(workflow_id)
+            key, _ = table.changelog_topic.prepare_key(workflow_id, table.key_serializer)
+            tombstone = OutgoingRecord(key=key, value=None, headers=[])  # type: ignore[arg-type]
+            await send(event, table.changelog_topic.get_topic_name(), tombstone,
+                       partition=partition)  # fmt: skip
+            log.debug("workflow %s left the table (finished, retention over)", workflow_id)
+
     async def handle(event: Any, model: type[Any], decide: Callable[[Any], Outcome]) -> None:
+        await decide_and_write(event, model, decide)
+        await retire(event)
+
+    async def decide_and_write(
+        event: Any, model: type[Any], decide: Callable[[Any], Outcome]
+    ) -> None:
         try:
             outcome = decide(decode(event.value, model))
         except Exception as exc:
@@ -258,22 +319,72 @@ def build_app(
         _handling(app, ApprovalDecision, on_decision, handle)
     )
 
-    built: list[int | None] = [None]  # the consumer generation the index was built in
+    built: list[int | None] = [None]  # the consumer generation the indexes were built in
+    nudged: dict[int, float] = {}  # partition -> when the timer last nudged it
+
+    def busy() -> bool:
+        return bool(app.rebalancing or app.in_recovery
+                    or not app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]  # fmt: skip
+
+    async def rebuild(generation: int | None) -> bool:
+        """Both indexes from the table, a chunk at a time (the loop goes on between chunks;
+        what is saved meanwhile is tracked by ``save`` and read again here, current)."""
+        index.rebuild([])
+        retention.clear()
+        partitions = app.consumer.topic_partitions(names.commands)
+        restored = getattr(table.data, "_key_partition", {})  # Faust's memory store: key -> tp
+        keys = list(table.data.keys())
+        for n, key in enumerate(keys, 1):
+            value = table.data.get(key)
+            index.track(key, value)
+            index.cost.rebuild_examined += 1
+            partition = restored.get(key)
+            if partition is None and partitions:
+                partition = partition_for_key(key.encode(), partitions)
+            if partition is not None:
+                retention.track(key, partition, value)
+            if n % REBUILD_CHUNK == 0:
+                await asyncio.sleep(0)
+                if busy() or app.consumer_generation_id != generation:
+                    return False  # a rebalance began: the next scan starts over
+        log.info("table: %d workflows on this replica, %d of them finished (they leave it "
+                 "%gs after they end), %d deadlines", len(keys), len(retention),
+                 retention.retention, len(index))  # fmt: skip
+        return True
+
+    def nudges(now: float) -> list[WorkflowCommand]:
+        """An ``expire`` without a step for each partition whose due retirements no record
+        came to carry: handling it retires them (:func:`retire`)."""
+        found = []
+        for partition in retention.partitions():
+            head = retention.next_due(partition)
+            if (head is None or head[0] + NUDGE_AFTER_SECONDS > now
+                    or nudged.get(partition, 0.0) + NUDGE_AFTER_SECONDS > now):  # fmt: skip
+                continue
+            nudged[partition] = now
+            workflow = (table.data.get(head[1]) or {}).get("workflow") or "unknown"
+            found.append(WorkflowCommand(producer=PRODUCER, action="expire",
+                                         workflow_id=head[1], workflow=workflow))  # fmt: skip
+        return found
 
     @app.timer(settings.deadline_scan_seconds)  # type: ignore[untyped-decorator]
     async def scan_deadlines() -> None:
-        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
-            return  # the table is being restored: the index is rebuilt once it is
+        if busy():
+            return  # the table is being restored: the indexes are rebuilt once it is
         generation = app.consumer_generation_id
         if built[0] != generation:
             # After a rebalance (and at start) the table holds other partitions: read it once.
-            index.rebuild(list(table.items()))
+            if not await rebuild(generation):
+                return
             built[0] = generation
-        due = index.due(datetime.now(UTC).timestamp())
-        if not due:
-            return
+        now = datetime.now(UTC).timestamp()
+        due = index.due(now)
         commands = [_expiry(entry, table.get(entry.workflow_id)) for entry in due]
-        # Its own idempotent producer, started only when a deadline passed (rare): the timer
+        commands.extend(nudges(now))
+        if not commands:
+            return
+        # Its own idempotent producer, started only when a deadline passed (rare; or a nudge,
+        # on a partition with no traffic, which the next scan sends again if it fails): the timer
         # runs outside any stream, so outside Faust's per-partition transactions.
         producer = AIOKafkaProducer(**client_options(kafka), enable_idempotence=True)
         await producer.start()
@@ -288,7 +399,7 @@ def build_app(
             outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
         finally:
             await producer.stop()
-        for entry, outcome in zip(due, outcomes, strict=True):
+        for entry, outcome in zip(due, outcomes[: len(due)], strict=True):
             if isinstance(outcome, BaseException):
                 index.retry(entry)  # the next scan sends it again
                 log.warning("expire command for %s not sent: %r", entry.workflow_id, outcome)
@@ -306,12 +417,18 @@ def build_app(
 
 
 class WorkflowTable(faust.Table[str, Any]):
-    """Faust's table, minus its own changelog write: :func:`build_app`'s ``save`` writes it."""
+    """Faust's table, minus its own changelog writes: :func:`build_app`'s ``save`` and
+    ``retire`` write them."""
 
     def on_key_set(self, key: Any, value: Any) -> None:
         # Faust would send the changelog record through the plain producer, outside the
         # transaction that commits the offset of the record that caused the change.
         return None
+
+    def on_key_del(self, key: Any) -> None:
+        # The same for a deletion's tombstone. Faust's memory store keeps the partition of each
+        # key it restored and never forgets one deleted since: drop it, or it grows for good.
+        getattr(self.data, "_key_partition", {}).pop(key, None)
 
 
 def _handling(app: faust.App, model: type[Any], decide: Any, handle: Any) -> Any:

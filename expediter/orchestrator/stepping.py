@@ -263,7 +263,9 @@ def _dispatch(
     step.started_at = now
     step.deadline = deadline
     effects.tasks.append(task)
-    effects.note(state, "step-started", spec.id, attempt=attempt, task_id=str(task.event_id))
+    # The capability too: `status` reads it from the history once the table has let go.
+    effects.note(state, "step-started", spec.id, attempt=attempt, task_id=str(task.event_id),
+                 capability=spec.capability)  # fmt: skip
 
 
 def _advance(workflow: Workflow, state: WorkflowState, now: datetime, effects: Effects) -> None:

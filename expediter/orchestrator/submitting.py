@@ -3,8 +3,10 @@
 ``--wait`` is request-reply over Kafka, with no polling of the orchestrator: before sending,
 the client notes the end offset of the completion topic's partition that the workflow id hashes
 to (:mod:`expediter.messaging.topology`), then reads that one partition from there until its
-workflow's record arrives. ``status`` reads the table's changelog (the current state) and
-``workflows.events`` (the history) the same way, with the by-key reader the history tools use
+workflow's record arrives. ``status`` reads the table's changelog (the current state, or the
+last one before the tombstone of a workflow that left the table; without either, the state is
+told again from the history: :mod:`expediter.orchestrator.recounting`) and ``workflows.events``
+(the history) the same way, with the by-key reader the history tools use
 (:mod:`expediter.messaging.partitionreading`). Called by ``expediter submit`` and ``expediter
 status``.
 """
@@ -37,6 +39,7 @@ from expediter.events import (
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.messaging.partitionreading import PartitionReader
 from expediter.messaging.topology import TopicMetadata, partition_for_key
+from expediter.orchestrator.recounting import state_from_history
 from expediter.settings import KafkaSettings
 
 __all__ = ["Submission", "Submitter", "new_workflow_id", "read_status"]
@@ -210,7 +213,8 @@ class Submitter:
 async def read_status(
     kafka: KafkaSettings, names: TopicNames, workflow_id: str
 ) -> tuple[WorkflowState | None, list[WorkflowEvent]]:
-    """The workflow's current state (from the table's changelog) and its history of events."""
+    """The workflow's state (its last one in the table's changelog, also once it has left the
+    table; told again from its history once compaction dropped that) and its history."""
     key = workflow_id.encode()
     async with PartitionReader(kafka) as reader:
         # The changelog record sits in the partition of the record that caused it (the raw
@@ -219,7 +223,10 @@ async def read_status(
             names.changelog, key, match=json.dumps(workflow_id).encode()
         )
         events = await reader.read_key(names.workflow_events, key)
-    state = None
-    if changes and changes[-1].value is not None:
-        state = WorkflowState.model_validate_json(changes[-1].value)
-    return state, [decode(r.value, WorkflowEvent) for r in events if r.value is not None]
+    history = [decode(r.value, WorkflowEvent) for r in events if r.value is not None]
+    # A finished workflow leaves the table after its retention: a tombstone follows its last
+    # state, which stays readable until compaction drops it; then the history tells it.
+    last = next((r.value for r in reversed(changes) if r.value is not None), None)
+    if last is not None:
+        return WorkflowState.model_validate_json(last), history
+    return state_from_history(history), history
