@@ -6,7 +6,9 @@ HPA would run pods (:mod:`expediter.supervising`). ``--polling-interval`` and ``
 override the manifests' values for demos; ``--max-replicas`` lowers maxReplicaCount on a small
 machine. Scale events print as they happen (``--json``: one JSON object a line). Ctrl-C or
 SIGTERM stops everything cleanly: workers drain, then the supervisor exits 0. State goes to
-``<state dir>/supervisor.json`` and each child's output to ``<state dir>/logs/``.
+``<state dir>/supervisor.json`` and each child's output to ``<state dir>/logs/``. An agent whose
+ScaledObject has the work-based ``external`` trigger is scaled on pending tokens as well, read
+by expediter scaler's own code in process (:mod:`expediter.scaler.local`).
 
 ``--cluster`` runs the same fleet on the dev cluster instead (:mod:`expediter.cli.clusterfleet`):
 the manifests applied, the real KEDA and HPA deciding the replicas, the local node running the
@@ -16,6 +18,7 @@ pods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -28,9 +31,11 @@ from expediter.cli.output import console, err_console
 from expediter.messaging import TopicNames
 from expediter.settings import DevSettings, KafkaSettings, OrchestratorSettings
 from expediter.supervising import (
+    Report,
     ScaledAgent,
     Supervisor,
     SupervisorOptions,
+    SupervisorState,
     read_scaled_agents,
     select_agents,
 )
@@ -130,16 +135,42 @@ def up(
             console.print(
                 f"{a.name:<14} {a.capability:<15} "
                 f"replicas {s.min_replica_count}..{s.max_replica_count}"
-                f"  lagThreshold {a.trigger.lag_threshold}  poll {s.polling_interval}s"
+                f"  {_signal(a)}  poll {s.polling_interval}s"
                 f"  cooldown {s.cooldown_period}s  ({a.source})",
                 highlight=False,
                 soft_wrap=True,
             )
         console.print(f"state {options.state_file}; Ctrl-C stops", highlight=False)
-    supervisor = Supervisor(chosen, KafkaSettings(), options, prefix=prefix, report=report)
-    final = asyncio.run(supervisor.run())
+    final = asyncio.run(_supervise(chosen, options, prefix, report))
     if json_:
         _json_line({"event": "summary", "events": [e.as_dict() for e in final.events]})
+
+
+async def _supervise(
+    chosen: list[ScaledAgent], options: SupervisorOptions, prefix: str, report: Report
+) -> SupervisorState:
+    async with contextlib.AsyncExitStack() as stack:
+        reader = None
+        if any(a.work is not None for a in chosen):
+            # The work trigger's metric, answered by expediter scaler's own code in process.
+            from expediter.scaler.local import local_work_reader
+
+            reader = await stack.enter_async_context(
+                local_work_reader(KafkaSettings(), TopicNames(prefix))
+            )
+        supervisor = Supervisor(chosen, KafkaSettings(), options, prefix=prefix, report=report,
+                                work_reader=reader)  # fmt: skip
+        return await supervisor.run()
+
+
+def _signal(agent: ScaledAgent) -> str:
+    lag = f"lagThreshold {agent.trigger.lag_threshold}" if agent.uses_lag else ""
+    work = agent.work
+    if work is None:
+        return lag
+    pending = (f"work: targetDrainSeconds {work.target_drain_seconds:g}, tokensPerSecond "
+               f"{work.tokens_per_second:g}")  # fmt: skip
+    return f"{lag} + {pending}" if lag else pending
 
 
 def _json_line(event: dict[str, Any]) -> None:
@@ -153,7 +184,7 @@ def _print(event: dict[str, Any]) -> None:
     if kind == "scale":
         console.print(
             f"{now} [bold]{event['agent']}[/] {event['from']} -> {event['to']}  "
-            f"(lag {event['lag']}, metric {event['metric']}) {event['reason']}",
+            f"({_metric(event)}) {event['reason']}",
             highlight=False,
         )
     elif kind == "exit" and event["how"] == "crashed":
@@ -175,3 +206,10 @@ def _print(event: dict[str, Any]) -> None:
         console.print(f"{now} stopping {len(event['pids'])} processes", highlight=False)
     elif kind == "stopped":
         console.print(f"{now} stopped; no child left", highlight=False)
+
+
+def _metric(event: dict[str, Any]) -> str:
+    if "work_metric" in event:
+        return (f"lag {event['lag']}, work {event['work_metric']:.1f} s of "
+                f"{event['work_tokens']:,.0f} tokens")  # fmt: skip
+    return f"lag {event['lag']}, metric {event['metric']}"

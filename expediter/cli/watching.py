@@ -6,7 +6,9 @@ supervisor's state file (``expediter up``) or, with ``--kubeconfig`` / ``--names
 cluster's Deployment, HPA and ScaledObject status, with KEDA's own metric from the external
 metrics API (shown instead of the engine's, which is kept beside it when they differ).
 ``--once --json`` prints one snapshot for scripts (two samples ``--interval`` apart, so the rates
-are filled in); ``--json`` alone prints one snapshot a line. Ctrl-C ends the live view.
+are filled in); ``--json`` alone prints one snapshot a line. Ctrl-C ends the live view. For an
+agent with the work-based trigger the metric is expediter scaler's (pending tokens over a
+replica's tokens/s), read in process as ``expediter up`` reads it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from rich.live import Live
 from expediter.cli.output import console, emit_json, wide_console
 from expediter.cli.supervising import default_state_dir, load_agents
 from expediter.errors import ConfigurationError
+from expediter.messaging import TopicNames
 from expediter.settings import KafkaSettings, OrchestratorSettings
 from expediter.supervising import STATE_FILE, LagSampler, ScaledAgent
+from expediter.supervising.workreading import WorkReader
 from expediter.watching import (
     ActualSource,
     ClusterReader,
@@ -64,7 +68,7 @@ def watch(
     else:
         source = supervisor_source((state_dir or default_state_dir()) / STATE_FILE, chosen, prefix)
     try:
-        asyncio.run(_watch(chosen, source, once=once, json_=json_, interval=interval))
+        asyncio.run(_watch(chosen, source, prefix, once=once, json_=json_, interval=interval))
     except KeyboardInterrupt:
         return  # Ctrl-C ends the live view; that is its normal way out
 
@@ -84,14 +88,31 @@ def _cluster(
 
 
 async def _watch(
-    agents: list[ScaledAgent], source: ActualSource, *, once: bool, json_: bool, interval: float
-) -> None:
+    agents: list[ScaledAgent], source: ActualSource, prefix: str, *, once: bool, json_: bool,
+    interval: float,
+) -> None:  # fmt: skip
     watcher = Watcher(agents)
+    async with contextlib.AsyncExitStack() as stack:
+        reader = None
+        if any(a.work is not None for a in agents):
+            # The work trigger's metric, answered by expediter scaler's own code in process.
+            from expediter.scaler.local import local_work_reader
+
+            reader = await stack.enter_async_context(
+                local_work_reader(KafkaSettings(), TopicNames(prefix))
+            )
+        await _show(agents, watcher, source, reader, once=once, json_=json_, interval=interval)
+
+
+async def _show(
+    agents: list[ScaledAgent], watcher: Watcher, source: ActualSource, reader: WorkReader | None,
+    *, once: bool, json_: bool, interval: float,
+) -> None:  # fmt: skip
     async with LagSampler(KafkaSettings()) as sampler:
         if once:
-            await refresh(sampler, watcher, source)  # the first sample: rates need two
+            await refresh(sampler, watcher, source, reader)  # the first sample: rates need two
             await asyncio.sleep(interval)
-            snapshot = await refresh(sampler, watcher, source)
+            snapshot = await refresh(sampler, watcher, source, reader)
             if json_:
                 emit_json(snapshot.as_dict())
             else:
@@ -100,11 +121,11 @@ async def _watch(
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
             if json_:
                 while True:
-                    emit_json((await refresh(sampler, watcher, source)).as_dict())
+                    emit_json((await refresh(sampler, watcher, source, reader)).as_dict())
                     await asyncio.sleep(interval)
             with Live(console=console, auto_refresh=False, transient=False) as live:
                 while True:
-                    snapshot = await refresh(sampler, watcher, source)
+                    snapshot = await refresh(sampler, watcher, source, reader)
                     live.update(render(snapshot, title="expediter watch (Ctrl-C ends)"),
                                 refresh=True)  # fmt: skip
                     await asyncio.sleep(interval)

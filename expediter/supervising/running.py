@@ -3,8 +3,9 @@
 :class:`Supervisor` starts the orchestrator (``expediter orchestrator``) and, per agent, as many
 worker processes (``python -m expediter.cli worker agents/<file>.py``) as KEDA and the HPA would
 run pods. At each agent's polling interval it samples the live lag
-(:class:`~expediter.supervising.sampling.LagSampler`), steps that agent's engine
-(:class:`~expediter.supervising.deciding.AgentScaler`) and applies the count
+(:class:`~expediter.supervising.sampling.LagSampler`) and, for an agent with the work-based
+trigger, the scaler's reading (a :data:`~expediter.supervising.workreading.WorkReader`), steps
+that agent's engine (:class:`~expediter.supervising.deciding.AgentScaler`) and applies the count
 (:class:`~expediter.supervising.replicas.ReplicaSet`): more replicas start at once; fewer means
 SIGTERM to the newest (the drain path), then SIGKILL after the agent's grace period. A replica
 that exits on its own is reported and replaced after a backoff (1 s, doubling, at most 30 s),
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expediter.errors import ConfigurationError
 from expediter.settings import KafkaSettings
 from expediter.supervising.deciding import AgentScaler, Decision
 from expediter.supervising.replicas import Exit, ReplicaSet
@@ -48,6 +50,7 @@ from expediter.supervising.state import (
     SupervisorState,
     write_state,
 )
+from expediter.supervising.workreading import WorkReader, WorkReading
 
 __all__ = ["Report", "Supervisor", "SupervisorOptions", "worker_env"]
 
@@ -111,7 +114,15 @@ class Supervisor:
         *,
         prefix: str = "",
         report: Report | None = None,
+        work_reader: WorkReader | None = None,
     ) -> None:
+        needs = sorted(a.name for a in agents if a.work is not None)
+        if needs and work_reader is None:
+            raise ConfigurationError(
+                f"{', '.join(needs)} scale on pending work: pass a work_reader (expediter up "
+                "builds one on expediter scaler's code)"
+            )
+        self._work_reader = work_reader
         self.kafka = kafka
         self.options = options
         self._report = report or (lambda _event: None)
@@ -229,19 +240,25 @@ class Supervisor:
                 self._emit({"event": "error", "agent": agent.state.name,
                             "error": agent.state.error})  # fmt: skip
                 continue
-            sample, tiers = sampled
-            self._apply(agent, agent.scaler.decide(t, sample, tiers), sample)
+            sample, tiers, work = sampled
+            self._apply(agent, agent.scaler.decide(t, sample, tiers, work), sample)
 
-    @staticmethod
-    async def _sample(sampler: LagSampler, agent: _Agent) -> tuple[LagSample, list[LagSample]]:
-        """The task topic's sample and one per further trigger (the retry tiers, whose waiting
-        tasks wake an agent at zero as on a cluster)."""
+    async def _sample(
+        self, sampler: LagSampler, agent: _Agent
+    ) -> tuple[LagSample, list[LagSample], WorkReading | None]:
+        """The task topic's sample, one per further trigger (the retry tiers, whose waiting
+        tasks wake an agent at zero as on a cluster) and, with a work trigger, the scaler's
+        reading (a failed read fails the poll, as a failing scaler does KEDA's)."""
         scaled = agent.scaler.agent
-        return await asyncio.gather(
+        sample, tiers = await asyncio.gather(
             sampler.sample(scaled.topic, scaled.group),
             asyncio.gather(*(sampler.sample_or_idle(topic, scaled.group)
                              for _, topic in scaled.also)),
         )  # fmt: skip
+        work = None
+        if scaled.work is not None and self._work_reader is not None:
+            work = await self._work_reader(scaled)
+        return sample, tiers, work
 
     def _apply(self, agent: _Agent, decision: Decision, sample: LagSample) -> None:
         state = agent.state
@@ -250,13 +267,20 @@ class Supervisor:
         state.lag, state.metric, state.active = reading.lag, reading.metric, reading.active
         state.partitions, state.polled_at = sample.partitions, sample.at
         state.desired = decision.desired
+        if decision.work is not None:
+            state.work_tokens, state.work_metric = decision.work.tokens, decision.work.metric
         if decision.changed:
             event = ScaleEvent(time.time(), state.name, state.capability, decision.previous,
                                decision.desired, decision.reason)  # fmt: skip
             self.state.record(event)
             log.info("%s: %d -> %d (%s)", state.name, event.from_, event.to, event.reason)
+            work = (
+                {}
+                if decision.work is None
+                else {"work_tokens": decision.work.tokens, "work_metric": decision.work.metric}
+            )
             self._emit({"event": "scale", **event.as_dict(), "t": round(decision.t, 3),
-                        "lag": reading.lag, "metric": reading.metric})  # fmt: skip
+                        "lag": reading.lag, "metric": reading.metric, **work})  # fmt: skip
 
     def _keep(self) -> None:
         """Reap exits, replace crashed replicas (with backoff), apply counts, escalate."""

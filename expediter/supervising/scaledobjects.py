@@ -1,7 +1,8 @@
 """The agents to scale, read from the SAME keda/ ScaledObjects (and Deployments) a cluster uses.
 
 :func:`read_scaled_agents` turns each ScaledObject in ``keda/`` into a :class:`ScaledAgent`: its
-capability (the ``expediter.io/capability`` label), its Kafka trigger and ScaledObject spec as
+capability (the ``expediter.io/capability`` label), its Kafka triggers and/or its work-based
+``external`` trigger (``expediter scaler``), and its ScaledObject spec as
 :mod:`expediter.scaling` reads them (so what is refused here is what KEDA refuses), and the topic
 and consumer group with ``EXPEDITER_TOPIC_PREFIX`` applied (:class:`TopicNames`), so a test can
 isolate itself under a prefix. From the scale target's Deployment in ``k8s/base/agents/`` it takes
@@ -32,6 +33,7 @@ from expediter.scaling import (
     parse_fallback,
     parse_trigger,
 )
+from expediter.scaling.working import ExternalTrigger, parse_external_trigger
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "ScaledAgent", "read_scaled_agents", "select_agents"]
 
@@ -72,6 +74,13 @@ class ScaledAgent:
     pod_env: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
     """The manifest file, for messages."""
+    work: ExternalTrigger | None = None
+    """The work-based ``external`` trigger (``expediter scaler``), when the agent has one."""
+    work_metadata: Mapping[str, str] = field(default_factory=dict)
+    """That trigger's metadata as written: what KEDA would send the scaler."""
+    uses_lag: bool = True
+    """Whether a Kafka trigger scales it too (False: pending work alone; ``trigger`` is then a
+    default one, for the lag shown)."""
 
     @property
     def stem(self) -> str:
@@ -170,12 +179,18 @@ def _scaled_agent(
         for t in spec_doc.get("triggers") or []
         if isinstance(t, Mapping) and t.get("type") == "kafka"
     ]
-    if not kafka:
+    external = [t for t in spec_doc.get("triggers") or []
+                if isinstance(t, Mapping) and t.get("type") == "external"]  # fmt: skip
+    if (not kafka and not external) or len(external) > 1:
         raise ConfigurationError(
-            f"ScaledObject/{name} has no Kafka trigger; a supervisor needs one (the first reads "
-            "the task topic, others its retry tiers)"
+            f"ScaledObject/{name} has {len(kafka)} Kafka and {len(external)} external triggers; "
+            "a supervisor needs a Kafka one (the first reads the task topic, others its retry "
+            "tiers), the work-based external one (expediter scaler), or both"
         )
+    work, work_metadata = _work_trigger(name, external[0]) if external else (None, {})
     read = [_kafka_trigger(name, n, trigger) for n, trigger in enumerate(kafka)]
+    if not read:  # work alone: the lag shown is the capability's group's on its task topic
+        read = [(KafkaTrigger(), TopicNames().tasks(capability), TopicNames().group(capability))]
     trigger, topic, group = read[0]
     strays = [t for _, t, g in read[1:] if g != group]
     if strays:
@@ -196,7 +211,14 @@ def _scaled_agent(
         topic=f"{names.prefix}{topic}", group=f"{names.prefix}{group}", grace_seconds=grace,
         pod_env=pod_env, source=relative,
         also=tuple((t, f"{names.prefix}{topic}") for t, topic, _ in read[1:]),
+        work=work, work_metadata=work_metadata, uses_lag=bool(kafka),
     )  # fmt: skip
+
+
+def _work_trigger(name: str, document: Mapping[str, Any]) -> tuple[ExternalTrigger, dict[str, str]]:
+    raw = _mapping(document.get("metadata"), "spec.triggers[external].metadata")
+    trigger = parse_external_trigger(raw, where=f"ScaledObject/{name}.trigger")
+    return trigger, {str(k): str(v) for k, v in raw.items()}
 
 
 def _kafka_trigger(name: str, n: int, document: Mapping[str, Any]) -> tuple[KafkaTrigger, str, str]:

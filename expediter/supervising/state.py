@@ -87,6 +87,10 @@ class AgentState:
     polled_at: float | None = None
     error: str | None = None
     """The last sampling error (a missing topic, an unreachable broker), or None."""
+    work_tokens: float | None = None
+    """Pending tokens, for an agent with the work-based trigger (expediter scaler)."""
+    work_metric: float | None = None
+    """Its metric: seconds of one replica's work, what the HPA reads."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from expediter.supervising import LagSample, LagSampler, ScaledAgent, read_state
+from expediter.supervising.workreading import WorkReader, WorkReading
 from expediter.watching.cluster import ClusterReader
 from expediter.watching.snapshot import Actual, Snapshot, Watcher, actual_from_supervisor
 
@@ -42,7 +43,12 @@ def cluster_source(reader: ClusterReader, agents: Sequence[ScaledAgent]) -> Actu
     return read
 
 
-async def refresh(sampler: LagSampler, watcher: Watcher, source: ActualSource) -> Snapshot:
+async def refresh(
+    sampler: LagSampler,
+    watcher: Watcher,
+    source: ActualSource,
+    work_reader: WorkReader | None = None,
+) -> Snapshot:
     agents = watcher.agents
     results = await asyncio.gather(
         *(sampler.sample(a.topic, a.group) for a in agents), return_exceptions=True
@@ -63,5 +69,27 @@ async def refresh(sampler: LagSampler, watcher: Watcher, source: ActualSource) -
             notes.append(f"{agent.name}: {result if isinstance(result, Exception) else tiered}")
         else:
             raise result if isinstance(result, BaseException) else tiered  # type: ignore[misc]
+    work = await _work(agents, work_reader, notes)
     actual, events, more = await source()
-    return watcher.observe(samples, actual, events, [*notes, *more], also=also)
+    return watcher.observe(samples, actual, events, [*notes, *more], also=also, work=work)
+
+
+async def _work(
+    agents: Sequence[ScaledAgent], reader: WorkReader | None, notes: list[str]
+) -> dict[str, WorkReading]:
+    """expediter scaler's reading of each agent with the work-based trigger; a failed read
+    becomes a note."""
+    scaled = [a for a in agents if a.work is not None]
+    if reader is None:
+        notes += [f"{a.name}: scales on pending work, and no scaler reading" for a in scaled]
+        return {}
+    results = await asyncio.gather(*(reader(a) for a in scaled), return_exceptions=True)
+    work: dict[str, WorkReading] = {}
+    for agent, result in zip(scaled, results, strict=True):
+        if isinstance(result, WorkReading):
+            work[agent.name] = result
+        elif isinstance(result, Exception):
+            notes.append(f"{agent.name}: cannot read pending work: {result}")
+        else:
+            raise result
+    return work

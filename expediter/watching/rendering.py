@@ -42,7 +42,12 @@ def replicas_text(row: Row) -> Text:
 
 def metric_text(row: Row) -> Text:
     """KEDA's metric when a cluster answers it (and the engine's beside it when they differ),
-    else this watch's engine's."""
+    else this watch's engine's; for the work-based trigger, the scaler's seconds of work."""
+    if row.work is not None:  # the work-based trigger: expediter scaler's seconds of work
+        text = f"{row.work['seconds']:.1f} s work ({row.work['tokens']:,.0f} tok)"
+        if row.keda_metric is not None:
+            text += f", KEDA {row.keda_metric:g}"
+        return Text(text)
     if row.actual.source != "kubernetes":
         return Text(str(row.metric))
     if row.keda_metric is None:

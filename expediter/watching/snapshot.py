@@ -4,10 +4,11 @@
 :class:`Snapshot` rows. The metric, activity and desired replicas come from a
 :class:`~expediter.supervising.AgentScaler` per agent (the same engine as ``expediter up`` and
 ``expediter keda simulate``), started at the actual count when one is known and kept across
-refreshes, so the HPA's windows apply as they would. In and out rates are the growth of the
-latest and of the committed offsets between two samples, per second. Actual replicas come from
-an :class:`Actual` per agent: the local supervisor's state file
-(:func:`actual_from_supervisor`) or the cluster (:mod:`expediter.watching.cluster`).
+refreshes, so the HPA's windows apply as they would; an agent with the work-based trigger also
+takes expediter scaler's reading (:class:`~expediter.supervising.workreading.WorkReading`). In
+and out rates are the growth of the latest and of the committed offsets between two samples,
+per second. Actual replicas come from an :class:`Actual` per agent: the local supervisor's state
+file (:func:`actual_from_supervisor`) or the cluster (:mod:`expediter.watching.cluster`).
 
 Who calls it: ``expediter watch`` (:mod:`expediter.cli.watching`) and the demo.
 """
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from expediter.supervising import AgentScaler, LagSample, ScaledAgent, SupervisorState
+from expediter.supervising.workreading import WorkReading
 
 __all__ = ["Actual", "Row", "Snapshot", "Watcher", "actual_from_supervisor", "supervisor_alive"]
 
@@ -73,6 +75,9 @@ class Row:
     keda_metric: int | float | None = None
     """KEDA's metric read from the cluster (what its HPA reads); None without a cluster or when
     it could not be read (``actual.metric_error`` says why)."""
+    work: Mapping[str, float] | None = None
+    """For an agent with the work-based trigger, expediter scaler's reading: ``tokens``,
+    ``records``, ``seconds`` (the metric: seconds of one replica's work) and ``throughput``."""
 
     def as_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -160,6 +165,7 @@ class Watcher:
         *,
         t: float | None = None,
         also: Mapping[str, Sequence[LagSample]] | None = None,
+        work: Mapping[str, WorkReading] | None = None,
     ) -> Snapshot:
         """One snapshot from this refresh's samples (by agent name); an agent without a sample
         (its read failed) is left out and its error listed."""
@@ -169,11 +175,14 @@ class Watcher:
             sample = samples.get(agent.name)
             if sample is None:
                 continue
+            reading_work = (work or {}).get(agent.name)
+            if agent.work is not None and reading_work is None:
+                continue  # its scaler read failed: listed in the errors, as a failed sample is
             seen = actual.get(agent.name, NO_ACTUAL)
             scaler = self._scalers.get(agent.name)
             if scaler is None:
                 scaler = self._scalers[agent.name] = AgentScaler(agent, seen.replicas or 0)
-            decision = scaler.decide(t, sample, (also or {}).get(agent.name, ()))
+            decision = scaler.decide(t, sample, (also or {}).get(agent.name, ()), reading_work)
             in_rate, out_rate = _rates(self._previous.get(agent.name), sample)
             self._previous[agent.name] = sample
             reading = decision.reading
@@ -187,6 +196,9 @@ class Watcher:
                 engine_desired=decision.desired, actual=seen,
                 min_replicas=agent.spec.min_replica_count,
                 max_replicas=agent.spec.max_replica_count, keda_metric=seen.metric,
+                work=None if reading_work is None else {
+                    "tokens": reading_work.tokens, "records": reading_work.records,
+                    "seconds": reading_work.metric, "throughput": reading_work.throughput},
             ))  # fmt: skip
         return Snapshot(time.time(), tuple(rows), tuple(events), tuple(errors))
 
