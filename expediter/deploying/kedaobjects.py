@@ -19,9 +19,9 @@ from expediter.deploying.profiles import DeploySettings, ScalingProfile
 from expediter.messaging import TopicNames
 from expediter.scaling.working import external_metadata
 from expediter.settings import WorkerSettings
-from expediter.worker.delaying import RetryTiers
+from expediter.worker.delaying import RetryTiers, Tier
 
-__all__ = ["scaled_object", "trigger_authentication", "triggers"]
+__all__ = ["retry_tiers", "scaled_object", "trigger_authentication", "triggers"]
 
 
 def trigger_authentication(settings: DeploySettings) -> Object:
@@ -90,13 +90,18 @@ def _tier_triggers(agent: Agent[Any, Any], names: TopicNames, lag: Object) -> li
     same consumer group), like the lag trigger but on the tier topic: a task waiting out a
     delay there must keep the agent up, and wake it from zero, though the task topic is empty
     (KEDA is active when any trigger is; the HPA takes the largest metric)."""
-    seconds = WorkerSettings.model_fields["retry_tiers"].get_default(call_default_factory=True)
     return [
         {**lag, "name": f"retry-{tier.seconds}s",
          "metadata": {**lag["metadata"], "topic": tier.topic},
          "authenticationRef": dict(lag["authenticationRef"])}
-        for tier in RetryTiers(names, agent.capability, seconds).tiers
+        for tier in retry_tiers(names, agent.capability)
     ]  # fmt: skip
+
+
+def retry_tiers(names: TopicNames, capability: str) -> list[Tier]:
+    """The retry tiers a worker with the default settings reads, shortest delay first."""
+    seconds = WorkerSettings.model_fields["retry_tiers"].get_default(call_default_factory=True)
+    return RetryTiers(names, capability, seconds).tiers
 
 
 def scaled_object(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from expediter.deploying.kedaobjects import retry_tiers
 from expediter.deploying.objects import (
     ACCELERATOR_LABEL,
     CONTAINER,
@@ -23,6 +24,7 @@ from expediter.deploying.objects import (
     env,
 )
 from expediter.deploying.profiles import DeploySettings
+from expediter.messaging import TopicNames
 
 __all__ = ["gpu_overlay", "kustomization", "local_overlay"]
 
@@ -102,7 +104,11 @@ def local_overlay(settings: DeploySettings) -> list[Manifest]:
         "kind": "TriggerAuthentication",
         "metadata": {"name": settings.kafka_secret, "namespace": settings.namespace},
     }
-    no_auth_ref = [{"op": "remove", "path": "/spec/triggers/0/authenticationRef"}]
+    # Every Kafka trigger's: the lag one, then one per retry tier (kedaobjects).
+    no_auth_ref = [
+        {"op": "remove", "path": f"/spec/triggers/{n}/authenticationRef"}
+        for n in range(1 + len(retry_tiers(TopicNames(), "any")))
+    ]
     one_broker = {
         "apiVersion": "kafka.strimzi.io/v1beta2",
         "kind": "KafkaTopic",
