@@ -48,7 +48,7 @@ from expediter.replaying import (
     Trace,
     atomic_output,
     diff_shadow,
-    json_line,
+    json_lines,
     parse_when,
     publish_shadow,
     row,
@@ -263,23 +263,26 @@ async def _replay(
     async with HistoryReader(KafkaSettings()) as reader:
         plan = await reader.plan(selection)
         with progress_bars() as bars:
-            records = reader.read(plan, progress=bars(f"reading {selection.topic}", plan.total))
+            batches = reader.read_batches(
+                plan, progress=bars(f"reading {selection.topic}", plan.total)
+            )
             if output is None:
-                return await _write(records, chosen, sys.stdout, selection), plan
+                return await _write(batches, chosen, sys.stdout, selection), plan
             with atomic_output(output) as out:
-                return await _write(records, chosen, out, selection), plan
+                return await _write(batches, chosen, out, selection), plan
 
 
 async def _write(
-    records: AsyncIterator[Record], chosen: Format, out: TextIO, selection: Selection
+    batches: AsyncIterator[list[Record]], chosen: Format, out: TextIO, selection: Selection
 ) -> int:
     count = 0
     if chosen is Format.jsonl:
-        async for record in records:
-            out.write(json_line(record) + "\n")
-            count += 1
+        # A batch at a time: replaying a topic as JSON lines costs per record.
+        async for records in batches:
+            out.write(json_lines(records))
+            count += len(records)
     else:
-        collected: list[Record] = [record async for record in records]
+        collected: list[Record] = [record async for records in batches for record in records]
         collected.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
         count = len(collected)
         if count:

@@ -24,7 +24,7 @@ from expediter.replaying.deadletters import (
 from expediter.replaying.deadlines import ORIGINAL_DEADLINE_HEADER
 from expediter.replaying.diffing import DiffReport, FieldChange, TaskDiff, compare, diff_shadow
 from expediter.replaying.reading import HistoryReader
-from expediter.replaying.rendering import atomic_output, json_line, row
+from expediter.replaying.rendering import atomic_output, json_line, json_lines, row
 from expediter.replaying.rerunning import (
     SHADOW_HEADER,
     RerunReport,
@@ -60,6 +60,7 @@ __all__ = [
     "compare",
     "diff_shadow",
     "json_line",
+    "json_lines",
     "parse_offsets",
     "parse_when",
     "publish_shadow",

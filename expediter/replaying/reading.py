@@ -145,6 +145,17 @@ class HistoryReader:
             selection.topic, plan.ranges, accept=accept, progress=progress, batch=batch
         )
 
+    def read_batches(
+        self, plan: RangePlan, *, progress: Progress | None = None, batch: int = 10_000
+    ) -> AsyncIterator[list[Record]]:
+        """What :meth:`read` yields, a fetched batch of one partition at a time: for
+        ``replay --json``, whose cost is per record (:func:`~expediter.replaying.json_lines`)."""
+        selection = plan.selection
+        accept = selection.accepts if selection.match_key is not None else None
+        return self.partitions.read_batches(
+            selection.topic, plan.ranges, accept=accept, progress=progress, batch=batch
+        )
+
     async def records(self, plan: RangePlan, *, progress: Progress | None = None) -> list[Record]:
         return [record async for record in self.read(plan, progress=progress)]
 
