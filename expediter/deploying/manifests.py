@@ -8,12 +8,15 @@ what makes the committed files checkable for drift.
 The layout, and the module that lays out each part::
 
     keda/                     ScaledObject per agent, the TriggerAuthentication   kedaobjects
-    keda/examples/            the reasoning agent scaled on lag and pending work  kedaobjects
-                              (not in keda/kustomization.yaml: applied by hand)
+    keda/examples/            the reasoning agent scaled on lag and pending work, kedaobjects
+                              and expediter scaler's objects (not in              scalerobjects
+                              keda/kustomization.yaml: applied by hand)
     k8s/base/                 namespace, RBAC, NetworkPolicy, Kafka client        clusterobjects
                               ConfigMap, topics/<topic>.yaml (Strimzi KafkaTopic)
                               agents/<name>.yaml (Deployment, Service, PDB),      workloads
                               orchestrator.yaml; includes ../../keda
+                              scaler.yaml (expediter scaler), when an agent       scalerobjects
+                              scales on pending work
     k8s/overlays/local/       a laptop cluster: PLAINTEXT, no Secret, one broker  overlays
     k8s/overlays/gpu/         GPU agents get a GPU, its node pool, llama          overlays
 
@@ -51,6 +54,7 @@ from expediter.deploying.objects import (
 )
 from expediter.deploying.overlays import gpu_overlay, kustomization, local_overlay
 from expediter.deploying.profiles import DeploySettings, ScalingProfile, scaling_profile
+from expediter.deploying.scalerobjects import SCALER, scaler_objects
 from expediter.deploying.workloads import agent_objects, orchestrator
 from expediter.errors import ConfigurationError
 from expediter.messaging import Catalog, TopicNames
@@ -136,6 +140,9 @@ def build_manifests(
         Manifest("k8s/base/kafka-client.yaml", (kafka_client_config(settings),)),
         Manifest("k8s/base/orchestrator.yaml", orchestrator(settings)),
     ]
+    if any(source.agent.scaling.uses_work for source in sources):
+        scaler = scaler_objects(settings)
+        base.append(Manifest("k8s/base/scaler.yaml", scaler, "the agents scaled on pending work"))
     for source, profile in profiled:
         base.append(
             Manifest(
@@ -176,8 +183,15 @@ def _work_example(
                     f"target_drain_seconds={scaling.target_drain_seconds:g}, tokens_per_second="
                     f"{scaling.tokens_per_second:g}) (WORK_EXAMPLE in "
                     "expediter/deploying/manifests.py);\n# an example: apply it in place of "
-                    f"keda/{name}.yaml where `expediter scaler` runs at its scalerAddress",
-                )
+                    f"keda/{name}.yaml, with keda/examples/{SCALER}.yaml",
+                ),
+                Manifest(
+                    f"keda/examples/{SCALER}.yaml",
+                    scaler_objects(settings),
+                    "expediter/deploying/scalerobjects.py (what k8s/base/scaler.yaml holds "
+                    "once an agent scales on pending work);\n# an example: expediter scaler, "
+                    f"for keda/examples/{name}-work.yaml",
+                ),
             ]
     return []
 

@@ -106,7 +106,8 @@ class WorkStepper:
         )
         if self.lag is not None:
             ratio = self.lag.lag_threshold / self.work.target_drain_seconds
-            equivalent = math.ceil(reading.metric * ratio) if reading.metric > 0 else 0
+            # Rounded first: 20 s x 0.2 must give 4, not 5 from 4.000000000000001.
+            equivalent = math.ceil(round(reading.metric * ratio, 9)) if reading.metric > 0 else 0
             metric, active = max(lag.metric, equivalent), lag.active or reading.active
         else:
             metric, active = round(reading.metric * 1000), reading.active

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 from pydantic import BaseModel
 
@@ -151,3 +152,31 @@ def test_the_declared_estimator_is_the_workers_prior() -> None:
     for _ in range(40):
         estimator.observe(100, 50)
     assert estimator.guess(100) == pytest.approx(50, abs=1)
+
+
+def test_an_agent_on_work_brings_expediter_scaler_into_the_base() -> None:
+    catalog = load_catalog(ROOT / "topics" / "topics.yaml")
+    agent = _agent(scaling=AgentScaling(signal="both"))
+    built = build_manifests([AgentSource(agent, "agents/soil_analyzer.py")], catalog)
+    manifests = {m.path: m for m in built}
+    scaler = manifests["k8s/base/scaler.yaml"]
+    assert "scaler.yaml" in manifests["k8s/base/kustomization.yaml"].documents[0]["resources"]
+    objects = {o["kind"]: o for o in scaler.documents if isinstance(o, dict)}
+    assert set(objects) == {"ServiceAccount", "Role", "RoleBinding", "Deployment", "Service",
+                            "NetworkPolicy"}  # fmt: skip
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+    # The trigger's default address is this Service, on the port the pod serves.
+    host, port = DeploySettings().scaler_address.rsplit(":", 1)
+    service = objects["Service"]
+    assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert service["spec"]["ports"][0]["port"] == int(port)
+    container = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["scaler", "--address", f"0.0.0.0:{port}", "--in-cluster"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    ingress = objects["NetworkPolicy"]["spec"]["ingress"][0]
+    keda = ingress["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert keda == DeploySettings().keda_namespace
+    # An agent on lag alone brings no scaler.
+    lag = build_manifests([AgentSource(_agent(), "agents/soil_analyzer.py")], catalog)
+    assert "k8s/base/scaler.yaml" not in {m.path for m in lag}
