@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from expediter.authoring.agents import Agent
-from expediter.deploying.objects import Object, agent_labels, meta
+from expediter.deploying.objects import SIGNAL_LABEL, Object, agent_labels, meta
 from expediter.deploying.profiles import DeploySettings, ScalingProfile
 from expediter.messaging import TopicNames
 from expediter.scaling.working import external_metadata
@@ -107,10 +107,11 @@ def retry_tiers(names: TopicNames, capability: str) -> list[Tier]:
 def scaled_object(
     agent: Agent[Any, Any], profile: ScalingProfile, names: TopicNames, settings: DeploySettings
 ) -> Object:
+    labels = {**agent_labels(agent), SIGNAL_LABEL: agent.scaling.signal}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": meta(agent.name, settings.namespace, agent_labels(agent)),
+        "metadata": meta(agent.name, settings.namespace, labels),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": agent.name},
             "minReplicaCount": profile.min_replicas,

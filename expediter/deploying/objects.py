@@ -51,6 +51,9 @@ Object = dict[str, Any]
 
 APP_LABEL = "app.kubernetes.io/name"
 CAPABILITY_LABEL = "expediter.io/capability"
+SIGNAL_LABEL = "expediter.io/scaling-signal"
+"""On a ScaledObject: ``lag``, ``work`` or ``both`` (``AgentScaling.signal``), so an overlay's
+patch can pick the ScaledObjects with Kafka triggers."""
 ACCELERATOR_LABEL = "expediter.io/accelerator"
 PART_OF = {"app.kubernetes.io/part-of": "expediter"}
 CONTAINER = "expediter"

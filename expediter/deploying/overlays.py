@@ -19,6 +19,7 @@ from expediter.deploying.objects import (
     CONTAINER,
     KAFKA_CA_DIR,
     KAFKA_CLIENT_CONFIG,
+    SIGNAL_LABEL,
     Manifest,
     Object,
     env,
@@ -129,7 +130,12 @@ def local_overlay(settings: DeploySettings) -> list[Manifest]:
             (
                 "no-authentication-ref.yaml",
                 no_auth_ref,
-                {"group": "keda.sh", "kind": "ScaledObject"},
+                # Not the agents on pending work alone: they have no Kafka trigger.
+                {
+                    "group": "keda.sh",
+                    "kind": "ScaledObject",
+                    "labelSelector": f"{SIGNAL_LABEL}!=work",
+                },
             ),
             (
                 "one-broker-topics.yaml",

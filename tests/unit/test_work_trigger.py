@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from expediter import Agent, AgentResources, AgentScaling, ConfigurationError, Estimator
 from expediter.deploying import DeploySettings, build_manifests, check_documents, documents_of
-from expediter.deploying.manifests import AgentSource
+from expediter.deploying.manifests import AgentSource, load_sources
+from expediter.deploying.rendering import write_manifests
 from expediter.messaging import load_catalog
 from expediter.scaling.working import parse_external_trigger
 
@@ -180,3 +184,33 @@ def test_an_agent_on_work_brings_expediter_scaler_into_the_base() -> None:
     # An agent on lag alone brings no scaler.
     lag = build_manifests([AgentSource(_agent(), "agents/soil_analyzer.py")], catalog)
     assert "k8s/base/scaler.yaml" not in {m.path for m in lag}
+
+
+@pytest.mark.parametrize("signal", ["work", "both"])
+def test_both_overlays_render_with_an_agent_on_work(signal: str, tmp_path: Path) -> None:
+    # The local overlay strips Kafka triggers' authenticationRef: not from a ScaledObject that
+    # has none (work alone), which kustomize would refuse.
+    sources = [
+        replace(s, agent=replace(s.agent, scaling=AgentScaling(signal=signal)))  # type: ignore[arg-type]
+        if s.agent.name == "reasoning" else s
+        for s in load_sources(ROOT / "agents")
+    ]  # fmt: skip
+    write_manifests(
+        tmp_path, build_manifests(sources, load_catalog(ROOT / "topics" / "topics.yaml"))
+    )
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None, "kubectl is not on PATH: install Debian's kubernetes-client"
+    for overlay in ("local", "gpu"):
+        out = subprocess.run([kubectl, "kustomize", str(tmp_path / "k8s" / "overlays" / overlay)],
+                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        objects = [d for d in yaml.safe_load_all(out.stdout) if d]
+        (scaled,) = [
+            o
+            for o in objects
+            if o["kind"] == "ScaledObject" and o["metadata"]["name"] == "reasoning"
+        ]
+        assert scaled["spec"]["triggers"][-1]["type"] == "external"
+        assert "expediter-scaler" in {o["metadata"]["name"] for o in objects}
+        if overlay == "local":
+            assert not any("authenticationRef" in t for t in scaled["spec"]["triggers"])
