@@ -1,9 +1,9 @@
 """The per-engine series of /metrics: what each reasoning engine (each route) did.
 
 Turns the routing engine's :class:`~expediter.reasoning.EngineMeter` counts into Prometheus
-metric families when /metrics is scraped (the counts are plain numbers the event loop updates,
-as :mod:`expediter.worker.observing`'s per-task tally is). Every series carries ``capability``
-and ``engine`` (the route's name):
+metric families (:mod:`expediter.worker.exposing`) when /metrics is scraped (the counts are
+plain numbers the event loop updates, as :mod:`expediter.worker.observing`'s tally is).
+Every series carries ``capability`` and ``engine`` (the route's name):
 
 - ``expediter_engine_calls_total{engine, model, outcome}``: calls, ``answered`` or ``failed``;
 - ``expediter_engine_errors_total{engine, reason}``: failed calls by reason (``timeout``,
@@ -23,74 +23,65 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-
 from expediter.reasoning.metering import ENGINE_SECONDS_BUCKETS, EngineMeter
+from expediter.worker.exposing import Family
 
 __all__ = ["EngineCollector"]
 
 _CIRCUIT = {"closed": 0, "open": 1, "half-open": 2}
 
 
-class EngineCollector(Collector):
+class EngineCollector:
     def __init__(self, capability: str, meters: Iterable[EngineMeter]) -> None:
         self.capability = capability
         self.meters = tuple(meters)
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         c = self.capability
-        calls = CounterMetricFamily(
-            "expediter_engine_calls", "Calls to each reasoning engine, by outcome.",
-            labels=["capability", "engine", "model", "outcome"],
+        calls = Family(
+            "expediter_engine_calls", "Calls to each reasoning engine, by outcome.", "counter",
+            ["capability", "engine", "model", "outcome"],
         )  # fmt: skip
-        errors = CounterMetricFamily(
+        errors = Family(
             "expediter_engine_errors", "Failed calls to each reasoning engine, by reason.",
-            labels=["capability", "engine", "reason"],
+            "counter", ["capability", "engine", "reason"],
         )  # fmt: skip
-        fallbacks = CounterMetricFamily(
+        fallbacks = Family(
             "expediter_engine_fallbacks",
             "Calls that fell back from this engine to the next, by reason.",
-            labels=["capability", "engine", "reason"],
-        )
-        seconds = HistogramMetricFamily(
+            "counter", ["capability", "engine", "reason"],
+        )  # fmt: skip
+        seconds = Family(
             "expediter_engine_seconds", "Seconds each call to a reasoning engine took.",
-            labels=["capability", "engine"],
+            "histogram", ["capability", "engine"],
         )  # fmt: skip
-        tokens = CounterMetricFamily(
-            "expediter_engine_tokens", "Tokens of each engine's answers, by kind.",
-            labels=["capability", "engine", "kind"],
+        tokens = Family(
+            "expediter_engine_tokens", "Tokens of each engine's answers, by kind.", "counter",
+            ["capability", "engine", "kind"],
         )  # fmt: skip
-        circuit = GaugeMetricFamily(
+        circuit = Family(
             "expediter_engine_circuit_state",
             "Each engine's circuit breaker: 0 closed, 1 open, 2 half-open.",
-            labels=["capability", "engine"],
-        )
-        opened = CounterMetricFamily(
+            "gauge", ["capability", "engine"],
+        )  # fmt: skip
+        opened = Family(
             "expediter_engine_circuit_opened", "How many times each engine's circuit opened.",
-            labels=["capability", "engine"],
+            "counter", ["capability", "engine"],
         )  # fmt: skip
         bounds = [*(repr(float(b)) for b in ENGINE_SECONDS_BUCKETS), "+Inf"]
         for meter in self.meters:
             e = meter.engine
-            calls.add_metric([c, e, meter.model, "answered"], meter.answered)
-            calls.add_metric([c, e, meter.model, "failed"], meter.failed)
+            calls.add([c, e, meter.model, "answered"], meter.answered)
+            calls.add([c, e, meter.model, "failed"], meter.failed)
             for reason, count in sorted(meter.errors.items()):
-                errors.add_metric([c, e, reason], count)
+                errors.add([c, e, reason], count)
             for reason, count in sorted(meter.fallbacks.items()):
-                fallbacks.add_metric([c, e, reason], count)
+                fallbacks.add([c, e, reason], count)
             cumulative = itertools.accumulate(meter.buckets)
-            seconds.add_metric(
-                [c, e], list(zip(bounds, cumulative, strict=True)), meter.seconds_sum
-            )
-            tokens.add_metric([c, e, "prompt"], meter.prompt_tokens)
-            tokens.add_metric([c, e, "completion"], meter.completion_tokens)
+            seconds.add_histogram([c, e], zip(bounds, cumulative, strict=True), meter.seconds_sum)
+            tokens.add([c, e, "prompt"], meter.prompt_tokens)
+            tokens.add([c, e, "completion"], meter.completion_tokens)
             if meter.breaker is not None:
-                circuit.add_metric([c, e], _CIRCUIT[meter.breaker.state])
-                opened.add_metric([c, e], meter.breaker.opened)
+                circuit.add([c, e], _CIRCUIT[meter.breaker.state])
+                opened.add([c, e], meter.breaker.opened)
         yield from (calls, errors, fallbacks, seconds, tokens, circuit, opened)

@@ -19,7 +19,6 @@ Called by the worker; the tests use it without a broker."""
 from __future__ import annotations
 
 import bisect
-import contextlib
 import itertools
 import json
 import time
@@ -27,19 +26,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, Self
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
-
 from expediter.errors import ConfigurationError, ExpediterError
 from expediter.reasoning.metering import EngineMeter
 from expediter.settings import WorkerSettings
+from expediter.worker.exposing import Family, Registry, choose_encoding
 from expediter.worker.metering import EngineCollector
 from expediter.worker.serving import HttpServer, Reply
 
@@ -203,118 +193,109 @@ class HealthState:
         return Readiness(True, "polling", age)
 
 
-class _TaskTally(Collector):
-    """The per-task series (processed, failed, seconds, in flight), kept as plain numbers and
-    turned into metric families when Prometheus scrapes.
+class _Tally:
+    """Every series of one worker, kept as plain numbers and turned into metric families when
+    Prometheus scrapes (:mod:`expediter.worker.exposing`).
 
-    Why not prometheus_client's Counter, Histogram and Gauge: each update takes a lock and runs
-    checks, four updates per task, a tenth of a no-op task's cost in the worker bench. The
-    worker updates these from its event loop only, and /metrics is served from the same loop,
-    so a scrape always sees a consistent set without any lock. The names, labels and buckets
-    are the ones the prometheus_client metrics had.
+    Why plain numbers: a client library's Counter takes a lock and runs checks on each update,
+    four updates per task, a tenth of a no-op task's cost in the worker bench. The worker
+    updates these from its event loop only, and /metrics is served from the same loop, so a
+    scrape always sees a consistent set without any lock. The names, labels and buckets are
+    the ones the prometheus_client metrics had.
     """
 
-    def __init__(self, capability: str) -> None:
+    def __init__(self, capability: str, health: HealthState) -> None:
         self.capability = capability
+        self.health = health
         self.processed: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
         self.failed: dict[str, int] = {}
         self.buckets = [0] * (len(TASK_SECONDS_BUCKETS) + 1)
         """Observations per bucket, not cumulative; the last one is +Inf."""
         self.seconds_sum = 0.0
         self.in_flight = 0
+        self.lag: dict[tuple[str, int], int] = {}
+        self.tokens = {"prompt": 0, "completion": 0}
+        self.dlq: dict[str, int] = {}
+        self.polls = 0
 
-    def collect(self) -> Iterator[Metric]:
-        labels = [self.capability]
-        processed = CounterMetricFamily(
-            "expediter_tasks_processed", "Task attempts that ended, by outcome.",
-            labels=["capability", "outcome"],
+    def collect(self) -> Iterator[Family]:
+        c = [self.capability]
+        processed = Family(
+            "expediter_tasks_processed", "Task attempts that ended, by outcome.", "counter",
+            ["capability", "outcome"],
         )  # fmt: skip
         for outcome, count in self.processed.items():
-            processed.add_metric([*labels, outcome], count)
-        failed = CounterMetricFamily(
+            processed.add([*c, outcome], count)
+        failed = Family(
             "expediter_tasks_failed",
             "Task attempts that did not succeed, by reason (the error code or DLQ reason).",
-            labels=["capability", "reason"],
-        )
+            "counter", ["capability", "reason"],
+        )  # fmt: skip
         for reason, count in self.failed.items():
-            failed.add_metric([*labels, reason], count)
-        seconds = HistogramMetricFamily(
+            failed.add([*c, reason], count)
+        seconds = Family(
             "expediter_task_seconds",
             "Seconds one task attempt took, from handler start to its end.",
-            labels=["capability"],
-        )
-        bounds = [*(repr(float(b)) for b in TASK_SECONDS_BUCKETS), "+Inf"]  # "1.0", as Go
-        seconds.add_metric(
-            labels, list(zip(bounds, itertools.accumulate(self.buckets), strict=True)),
-            self.seconds_sum,
+            "histogram", ["capability"],
         )  # fmt: skip
-        in_flight = GaugeMetricFamily(
-            "expediter_tasks_in_flight", "Tasks running now.", labels=["capability"]
+        bounds = [*(repr(float(b)) for b in TASK_SECONDS_BUCKETS), "+Inf"]  # "1.0", as Go
+        seconds.add_histogram(
+            c, zip(bounds, itertools.accumulate(self.buckets), strict=True), self.seconds_sum
         )
-        in_flight.add_metric(labels, self.in_flight)
-        yield from (processed, failed, seconds, in_flight)
+        in_flight = Family(
+            "expediter_tasks_in_flight", "Tasks running now.", "gauge", ["capability"]
+        )
+        in_flight.add(c, self.in_flight)
+        lag = Family(
+            "expediter_consumer_lag",
+            "Records behind the log end, per assigned partition, as this worker last saw it.",
+            "gauge", ["capability", "topic", "partition"],
+        )  # fmt: skip
+        for (topic, partition), records in self.lag.items():
+            lag.add([*c, topic, str(partition)], records)
+        tokens = Family(
+            "expediter_tokens", "Tokens the reasoning engine used, by kind.", "counter",
+            ["capability", "kind"],
+        )  # fmt: skip
+        for kind, count in self.tokens.items():
+            tokens.add([*c, kind], count)
+        dlq = Family(
+            "expediter_dlq_records", "Records sent to the dead-letter topic, by reason.",
+            "counter", ["capability", "reason"],
+        )  # fmt: skip
+        for reason, count in self.dlq.items():
+            dlq.add([*c, reason], count)
+        polls = Family(
+            "expediter_polls", "Polls of the task topic that completed.", "counter",
+            ["capability"],
+        )  # fmt: skip
+        polls.add(c, self.polls)
+        # Computed at scrape time: readiness depends on the poll age, which changes with no call.
+        ready = Family(
+            "expediter_worker_ready", "1 while /readyz answers 200, else 0.", "gauge",
+            ["capability"],
+        )  # fmt: skip
+        ready.add(c, 1.0 if self.health.is_ready() else 0.0)
+        yield from (processed, failed, seconds, in_flight, lag, tokens, dlq, polls, ready)
 
 
 class WorkerMetrics:
     """The Prometheus metrics of one worker, in a registry of its own.
 
-    A registry per worker, not the process-global one, so that several workers (or tests) in
-    one process never collide on metric names. Every series carries the ``capability`` label.
-    ``polled()`` also tells ``health`` when the last poll completed.
+    A registry per worker, not a process-global one, so that several workers (or tests) in
+    one process never collide on metric names. Every series carries the ``capability`` label,
+    and each exists from the start (at zero), so that dashboards and rate() see zeros instead
+    of gaps. ``polled()`` also tells ``health`` when the last poll completed.
     """
 
     def __init__(
-        self,
-        capability: str,
-        health: HealthState,
-        *,
-        registry: CollectorRegistry | None = None,
+        self, capability: str, health: HealthState, *, registry: Registry | None = None
     ) -> None:
         self.capability = capability
         self.health = health
-        self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        # The per-task series live in plain ints (see _TaskTally); the rest are prometheus_client
-        # metrics, updated per poll, per DLQ record or per reasoning call.
-        self._tally = _TaskTally(capability)
-        r.register(self._tally)
-        self._lag = Gauge(
-            "expediter_consumer_lag",
-            "Records behind the log end, per assigned partition, as this worker last saw it.",
-            ["capability", "topic", "partition"],
-            registry=r,
-        )
-        self._tokens = Counter(
-            "expediter_tokens",
-            "Tokens the reasoning engine used, by kind.",
-            ["capability", "kind"],
-            registry=r,
-        )
-        self._dlq = Counter(
-            "expediter_dlq_records",
-            "Records sent to the dead-letter topic, by reason.",
-            ["capability", "reason"],
-            registry=r,
-        )
-        self._polls = Counter(
-            "expediter_polls",
-            "Polls of the task topic that completed.",
-            ["capability"],
-            registry=r,
-        )
-        self._ready = Gauge(
-            "expediter_worker_ready",
-            "1 while /readyz answers 200, else 0.",
-            ["capability"],
-            registry=r,
-        )
-        # Create the series up front, so dashboards and rate() see zeros instead of gaps. The
-        # children are kept: labels() costs a lock and a dict lookup on every update.
-        self._prompt_tokens = self._tokens.labels(capability, "prompt")
-        self._completion_tokens = self._tokens.labels(capability, "completion")
-        self._polls_child = self._polls.labels(capability)
-        # Computed at scrape time: readiness depends on the poll age, which changes with no call.
-        self._ready.labels(capability).set_function(lambda: 1.0 if health.is_ready() else 0.0)
+        self.registry = registry if registry is not None else Registry()
+        self._tally = _Tally(capability, health)
+        self.registry.register(self._tally)
 
     def task_started(self) -> None:
         self._tally.in_flight += 1
@@ -339,11 +320,8 @@ class WorkerMetrics:
             tally.failed[label] = tally.failed.get(label, 0) + 1
 
     def tokens(self, prompt: int, completion: int) -> None:
-        # Zero adds nothing; skipping it saves two locked increments per task without a model.
-        if prompt:
-            self._prompt_tokens.inc(prompt)
-        if completion:
-            self._completion_tokens.inc(completion)
+        self._tally.tokens["prompt"] += prompt
+        self._tally.tokens["completion"] += completion
 
     def watch_engines(self, meters: Iterable[EngineMeter]) -> None:
         """Serve the routing engine's per-engine counts too (:mod:`expediter.worker.metering`);
@@ -353,19 +331,17 @@ class WorkerMetrics:
     def dead_lettered(self, reason: str) -> None:
         """A record went to the DLQ: a poison record that never became a task, or a task that
         failed for good (report that one with ``task_finished`` as well)."""
-        self._dlq.labels(self.capability, reason).inc()
+        self._tally.dlq[reason] = self._tally.dlq.get(reason, 0) + 1
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
-        self._lag.labels(self.capability, topic, str(partition)).set(lag)
+        self._tally.lag[topic, partition] = lag
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """On revocation: another replica reports this partition's lag now."""
-        # Older prometheus_client versions raise KeyError for a series never set.
-        with contextlib.suppress(KeyError):
-            self._lag.remove(self.capability, topic, str(partition))
+        self._tally.lag.pop((topic, partition), None)
 
     def polled(self) -> None:
-        self._polls_child.inc()
+        self._tally.polls += 1
         self.health.polled()
 
     @property
@@ -434,7 +410,7 @@ class ObservabilityServer:
 
     def _metrics(self, headers: Mapping[str, str]) -> Reply:
         # Prometheus asks for OpenMetrics in Accept; curl and older scrapers get the text format.
-        encode, content_type = choose_encoder(headers.get("accept", ""))
+        encode, content_type = choose_encoding(headers.get("accept", ""))
         return Reply(200, encode(self.metrics.registry), content_type)
 
     def _healthz(self, headers: Mapping[str, str]) -> Reply:

@@ -2,8 +2,9 @@
 
 ``expediter worker`` resolves only its own command (expediter.cli imports each command's module
 when it runs), serves /metrics, /healthz and /readyz without a web framework, and never reads
-the topic catalog, so none of aiohttp, yaml, faust, kubernetes, kopf or gRPC is imported. Each
-check runs in a fresh interpreter: this test process has imported everything.
+the topic catalog, so none of aiohttp, yaml, faust, kubernetes, kopf, gRPC or prometheus_client
+(it writes its /metrics itself) is imported. Each check runs in a fresh interpreter: this test
+process has imported everything.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("aiohttp", "yaml", "faust", "mode", "kubernetes", "kopf", "grpc", "rich", "llama_cpp")
+HEAVY = ("aiohttp", "yaml", "faust", "mode", "kubernetes", "kopf", "grpc", "rich", "llama_cpp",
+         "prometheus_client")  # fmt: skip
 
 
 def loaded_after(code: str) -> list[str]:
