@@ -14,6 +14,15 @@ A warm-up goes through :class:`~expediter.orchestrator.submitting.Submitter` (re
 - baseline, in the same run: raw aiokafka produce-to-consume on a bare topic at the same rate
   (acks=all, idempotent, like the submitter's producer); one-way latency p50.
 
+Where the round trip goes (breakdown.py): during the latency phase a tap reads the commands,
+tasks, results and completions (read_committed) and follows each workflow's trace id;
+``critical_path_hops`` is the median number of Kafka hops on a workflow's critical path (4 for a
+clean field: command, task, the later parallel result, completion; 6 when the crop mapper
+runs), ``round_trip_p50_vs_floor`` is the round-trip p50 over (hops x raw one-way p50) (and the
+same with p99s), and ``stages_p50_ms`` the median time of each stage over the path: submit,
+orchestrator (fetch and stepping), orchestrator_commit (its transaction until the record is
+readable: the commit interval shows here), worker (fetch and handler), worker_commit.
+
 ``ratio`` = (2 x raw one-way p50) / (workflow round-trip p50): the round trip measured against
 the two broker hops a request-reply needs at the least; higher is better, and it is <= 1.
 Progress goes to stderr; the last stdout line is one JSON object.
@@ -43,11 +52,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from breakdown import STAGES, Tap, critical_path, medians, stages, trace_id
 from common import percentiles
 
 from expediter.dev import provided_broker
@@ -276,16 +287,33 @@ async def throughput(
     return len(ids) / (finished - started), len(ids) / sent, failed
 
 
+@dataclass
+class Latency:
+    """The latency phase: round trips (ms), those of pest fields, failures, and each traced
+    workflow's critical path (hops) and its time by stage (breakdown.STAGES)."""
+
+    trips: list[float]
+    pest_trips: list[float]
+    failed: int
+    pests: set[str]
+    hops: dict[str, int]
+    stages: list[dict[str, float]]
+
+
 async def latency(
     settings: KafkaSettings,
     names: TopicNames,
     completions: Completions,
     args: argparse.Namespace,
     procs: list[Any],
-) -> tuple[list[float], list[float], int]:
+) -> Latency:
     sent: dict[str, float] = {}
+    sent_wall: dict[str, tuple[str, float]] = {}
     pests: set[str] = set()
-    async with connected(submitter_producer(settings), settings) as producer:
+    async with (
+        Tap(settings, await traced_topics(settings, names)) as tap,
+        connected(submitter_producer(settings), settings) as producer,
+    ):
         started = time.monotonic()
         for n in range(args.latency_count):
             workflow_id = f"wf-l{n:06d}-{uuid.uuid4().hex[:6]}"
@@ -293,13 +321,32 @@ async def latency(
             if field_id.startswith("pests-"):
                 pests.add(workflow_id)
             key, value, headers = start_command(workflow_id, field_id)
+            sent_wall[workflow_id] = (trace_id(headers) or "", time.time())
             sent[workflow_id] = time.monotonic()
             await producer.send_and_wait(names.commands, value, key=key, headers=headers)
             await asyncio.sleep(max(0.0, started + (n + 1) / args.rate - time.monotonic()))
-    await completions.all_of(set(sent), args.timeout, procs)
+        await completions.all_of(set(sent), args.timeout, procs)
+        await asyncio.sleep(0.5)  # the tap reads the completions too
     trips = {i: (completions.seen[i][0] - t) * 1000 for i, t in sent.items()}
     failed = sum(completions.seen[i][1] != "completed" for i in sent)
-    return list(trips.values()), [trips[i] for i in pests], failed
+    hops: dict[str, int] = {}
+    spent: list[dict[str, float]] = []
+    for workflow_id, (trace, at) in sent_wall.items():
+        path = critical_path(tap.by_trace.get(trace, []))
+        if path is not None:
+            hops[workflow_id] = len(path)
+            spent.append(stages(path, at))
+    return Latency(list(trips.values()), [trips[i] for i in pests], failed, pests, hops, spent)
+
+
+async def traced_topics(settings: KafkaSettings, names: TopicNames) -> dict[str, str]:
+    """The topics a workflow's critical path crosses, and the kind of record on each."""
+    async with connected(AIOKafkaConsumer(**client_options(settings)), settings) as consumer:
+        tasks = [t for t in await consumer.topics() if t.startswith(names.tasks(""))]
+    return {
+        names.commands: "command", names.results: "result", names.completed: "completed",
+        **dict.fromkeys(tasks, "task"),
+    }  # fmt: skip
 
 
 async def raw_one_way(
@@ -383,8 +430,9 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, tmp: Path) ->
                 settings, names, completions, args, procs
             )
             say(phase="throughput", workflows_per_s=round(per_s, 1))
-            trips, pest_trips, l_failed = await latency(settings, names, completions, args, procs)
+            measured = await latency(settings, names, completions, args, procs)
         partitions = await partition_count(completions._consumer._client, names.completed)
+    trips, pest_trips, l_failed = measured.trips, measured.pest_trips, measured.failed
     rt50, rt99 = percentiles(trips)
     say(phase="latency", p50_ms=round(rt50, 1), p99_ms=round(rt99, 1))
     raw = await raw_one_way(settings, partitions, args.rate, args.latency_count, args.timeout)
@@ -407,7 +455,35 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, tmp: Path) ->
         "failed": t_failed + l_failed,
         "raw_one_way_p50_ms": round(raw50, 2),
         "raw_one_way_p99_ms": round(raw99, 2),
+        **path_fields(measured, (rt50, rt99), (raw50, raw99)),
         "ratio": round(2 * raw50 / rt50, 4),
+    }
+
+
+def path_fields(
+    measured: Latency, trip: tuple[float, float], raw: tuple[float, float]
+) -> dict[str, Any]:
+    """The critical path's hops, the round trip against hops x raw one-way (p50 and p99), and
+    the median time of each stage (breakdown.STAGES) over the traced workflows."""
+    if not measured.hops:
+        return {"critical_path_hops": None, "traced": 0}
+    hops = statistics.median(measured.hops.values())
+    kinds = {
+        kind: [h for i, h in measured.hops.items() if (i in measured.pests) == (kind == "pests")]
+        for kind in ("clean", "pests")
+    }
+    floor50, floor99 = hops * raw[0], hops * raw[1]
+    spent = medians(measured.stages)
+    return {
+        "critical_path_hops": hops,
+        "critical_path_hops_clean": statistics.median(kinds["clean"]) if kinds["clean"] else None,
+        "critical_path_hops_pests": statistics.median(kinds["pests"]) if kinds["pests"] else None,
+        "traced": len(measured.hops),
+        "hops_floor_p50_ms": round(floor50, 2),
+        "round_trip_p50_vs_floor": round(trip[0] / floor50, 2),
+        "hops_floor_p99_ms": round(floor99, 2),
+        "round_trip_p99_vs_floor": round(trip[1] / floor99, 2),
+        "stages_p50_ms": {name: spent[name] for name in STAGES},
     }
 
 

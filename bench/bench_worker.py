@@ -8,6 +8,8 @@
   ``throughput_ratio`` = median worker / median raw (the target is >= 0.7).
 - Latency: tasks at a fixed low rate; hop latency = result received - task sent. The baseline
   is raw produce-to-consume at the same rate. ``latency_ratio`` = worker p50 / raw p50.
+  ``hop_stages_p50_ms`` splits the hop by each task's trace (breakdown.py, HOP_STAGES): fetch,
+  handler, publish, commit.
 - Memory: peak RSS (VmHWM) of a worker process without a model, and with Gemma 3 270M loaded
   (EXPEDITER_ENGINE_KIND=llama; null when the [llm] extra is not installed).
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from breakdown import medians, trace_id
 from common import emit, percentiles, task_event
 
 from expediter import load_agent
@@ -161,19 +164,32 @@ async def paced(settings: KafkaSettings, topic: str, rate: float, seconds: float
     return sent
 
 
-async def worker_latency(settings: KafkaSettings, rate: float, seconds: float) -> list[float]:
+HOP_STAGES = ("fetch", "handler", "publish", "commit")
+"""A worker hop's parts, per task, from its trace (breakdown.py): task sent -> handler start
+(produce, broker, the worker's fetch), the handler, handler end -> the result's send in a
+transaction (``publish``), and that send -> the result read, read_committed (the commit: add
+partitions and offsets, commit the offsets, end the transaction, the markers, a fetch)."""
+
+
+async def worker_latency(
+    settings: KafkaSettings, rate: float, seconds: float
+) -> tuple[list[float], list[dict[str, float]]]:
     names = TopicNames(prefix=f"lw{uuid.uuid4().hex[:6]}.")
     async with scratch(settings, names, []):
         return await _worker_latency(settings, names, rate, seconds)
 
 
-async def _worker_latency(settings: KafkaSettings, names: TopicNames, rate: float,
-                          seconds: float) -> list[float]:  # fmt: skip
+async def _worker_latency(
+    settings: KafkaSettings, names: TopicNames, rate: float, seconds: float
+) -> tuple[list[float], list[dict[str, float]]]:
     worker = Worker(load_agent(NOOP), RuleEngine(), kafka=settings, settings=worker_settings(names))
     running = asyncio.create_task(worker.run())
     while not worker.health.warm:
         await asyncio.sleep(0.01)
     received: dict[bytes, float] = {}
+    traced: dict[str, dict[str, float]] = {}
+    """By trace id: the result record's timestamp, its event's creation and handler time, and
+    when it was read (wall clock, seconds)."""
     total = int(rate * seconds)
 
     async def collect() -> None:
@@ -186,12 +202,24 @@ async def _worker_latency(settings: KafkaSettings, names: TopicNames, rate: floa
         async with connected(consumer, settings):
             while len(received) < total:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
+                    now, wall = time.monotonic(), time.time()
                     for r in records:
-                        received[decode(r.value, ResultEvent).task_id.bytes] = time.monotonic()
+                        result = decode(r.value, ResultEvent)
+                        received[result.task_id.bytes] = now
+                        trace = trace_id(r.headers)
+                        if trace is not None:
+                            traced[trace] = {
+                                "sent": r.timestamp / 1000, "seen": wall,
+                                "created": result.created_at.timestamp(),
+                                "handler": result.duration_ms / 1000,
+                            }  # fmt: skip
+
+    tasks: dict[bytes, tuple[str, float]] = {}
 
     def make(n: int) -> tuple[bytes, bytes, bytes | None, list[tuple[str, bytes]]]:
         event = task_event(n)
         record = to_record(event)
+        tasks[event.event_id.bytes] = (trace_id(record.headers) or "", time.time())
         return event.event_id.bytes, record.value, record.key, record.headers
 
     collector = asyncio.create_task(collect())
@@ -199,7 +227,19 @@ async def _worker_latency(settings: KafkaSettings, names: TopicNames, rate: floa
     await asyncio.wait_for(collector, 60)
     worker.request_stop()
     await running
-    return [(received[k] - sent[k]) * 1000 for k in sent]
+    stages = [hop_stages(at, traced[trace]) for trace, at in tasks.values() if trace in traced]
+    return [(received[k] - sent[k]) * 1000 for k in sent], stages
+
+
+def hop_stages(sent: float, result: dict[str, float]) -> dict[str, float]:
+    """One task's hop by HOP_STAGES, in ms."""
+    started = result["created"] - result["handler"]
+    return {
+        "fetch": (started - sent) * 1000,
+        "handler": result["handler"] * 1000,
+        "publish": (result["sent"] - result["created"]) * 1000,
+        "commit": (result["seen"] - result["sent"]) * 1000,
+    }
 
 
 async def raw_latency(settings: KafkaSettings, rate: float, seconds: float) -> list[float]:
@@ -271,10 +311,13 @@ async def main(args: argparse.Namespace) -> None:
                   "worker_per_s": round(worker_rate), "raw_echo_per_s": round(raw_rate),
                   "ratio": round(worker_rate / raw_rate, 3)})  # fmt: skip
         worker_rate, raw_rate = statistics.median(worker_rates), statistics.median(raw_rates)
-        w50, w99 = percentiles(await worker_latency(settings, args.rate, args.seconds))
+        hops, hop_parts = await worker_latency(settings, args.rate, args.seconds)
+        w50, w99 = percentiles(hops)
         r50, r99 = percentiles(await raw_latency(settings, args.rate, args.seconds))
+        parts = medians(hop_parts)
         emit({"phase": "latency", "worker_p50_ms": round(w50, 2), "worker_p99_ms": round(w99, 2),
-              "raw_p50_ms": round(r50, 2), "raw_p99_ms": round(r99, 2)})  # fmt: skip
+              "raw_p50_ms": round(r50, 2), "raw_p99_ms": round(r99, 2),
+              "hop_stages_p50_ms": parts, "traced": len(hop_parts)})  # fmt: skip
         rss = await peak_rss_mb(settings, "rules")
         rss_llama = None if args.no_model else await peak_rss_mb(settings, "llama")
         emit(
@@ -292,6 +335,7 @@ async def main(args: argparse.Namespace) -> None:
                 "raw_p50_ms": round(r50, 2),
                 "raw_p99_ms": round(r99, 2),
                 "latency_ratio": round(w50 / r50, 3),
+                "hop_stages_p50_ms": {name: parts.get(name) for name in HOP_STAGES},
                 "peak_rss_mb_no_model": rss,
                 "peak_rss_mb_gemma": rss_llama,
                 "ratio": round(worker_rate / raw_rate, 3),
