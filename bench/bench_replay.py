@@ -9,8 +9,11 @@ A topic is filled with ~330-byte task events. Each round reads the whole range t
 - raw: an aiokafka consumer with the same fetch settings, assigned the same partitions, reads
   up to the same end offsets and touches each value, nothing more.
 
-Both clients are connected before the clock starts. ``ratio`` = replay records/s / raw
-records/s (the best round of each). The last line is one JSON object.
+Both clients are connected before the clock starts, and they take turns to read first.
+``ratio`` = replay records/s / raw records/s (the best round of each); ``median_round_ratio``
+is the median over rounds of each round's own ratio, and ``cpu_ratio`` the median of each
+round's raw CPU time over its replay CPU time (this process's). The last line is one JSON
+object.
 
     .venv/bin/python bench/bench_replay.py [--records 10000] [--rounds 5] [--partitions 4]
 """
@@ -20,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -85,6 +90,13 @@ async def raw_round(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> 
     return count, seconds
 
 
+async def _timed(read: Awaitable[tuple[int, float]]) -> tuple[tuple[int, float], float]:
+    """The read's (records, seconds) and the CPU seconds this process spent on it."""
+    cpu = time.process_time()
+    result = await read
+    return result, time.process_time() - cpu
+
+
 async def bench(settings: KafkaSettings, args: argparse.Namespace, sink: TextIO) -> dict[str, Any]:
     topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
     size = await fill(settings, topic, args.records, args.partitions)
@@ -95,18 +107,32 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, sink: TextIO)
     )  # fmt: skip
     replays: list[float] = []
     raws: list[float] = []
+    cpu_ratios: list[float] = []
     async with HistoryReader(settings) as reader, connected(raw_consumer, settings):
         for index in range(args.rounds + 1):  # round 0 warms both up and is not counted
-            count, seconds = await raw_round(raw_consumer, topic, args.partitions)
+            # The sides take turns to go first: what a client still does just after its read
+            # (its fetcher's last long poll) is charged to whichever side reads next, and it
+            # cost the second side 15-30 ms of CPU a round here, always the replay's before.
+            raw_first = index % 2 == 0
+            if raw_first:
+                (count, seconds), raw_cpu = await _timed(
+                    raw_round(raw_consumer, topic, args.partitions)
+                )
+            (replayed, replay_seconds), replay_cpu = await _timed(replay_round(reader, topic, sink))
+            if not raw_first:
+                (count, seconds), raw_cpu = await _timed(
+                    raw_round(raw_consumer, topic, args.partitions)
+                )
             assert count == args.records, f"raw read {count} of {args.records}"
-            replayed, replay_seconds = await replay_round(reader, topic, sink)
             assert replayed == args.records, f"replay read {replayed} of {args.records}"
             if index:
                 raws.append(count / seconds)
                 replays.append(replayed / replay_seconds)
+                cpu_ratios.append(raw_cpu / replay_cpu)
                 emit({"round": index, "raw_per_s": round(raws[-1]),
                       "replay_per_s": round(replays[-1])})  # fmt: skip
     replay, raw = max(replays), max(raws)
+    round_ratios = [r / w for r, w in zip(replays, raws, strict=True)]
     return {
         "bench": "replay",
         "records": args.records,
@@ -115,6 +141,12 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, sink: TextIO)
         "replay_per_s": round(replay),
         "raw_per_s": round(raw),
         "ratio": round(replay / raw, 3),
+        # Each round's replay rate over the same round's raw rate, the median of those: less
+        # swayed than the best rounds by one lucky raw round on a shared machine.
+        "median_round_ratio": round(statistics.median(round_ratios), 3),
+        # The raw round's CPU seconds over the replay round's (this process only), median over
+        # rounds: what the client costs, whatever else the machine runs at the time.
+        "cpu_ratio": round(statistics.median(cpu_ratios), 3),
     }
 
 
