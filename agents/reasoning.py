@@ -13,7 +13,9 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from expediter import Agent, AgentResources, PermanentError, TaskContext
 
@@ -43,12 +45,30 @@ class PlanStep(BaseModel):
     rationale: ShortText
 
 
+MAX_STEPS = 3
+"""Steps a plan this agent writes holds at most (the rules write up to 3: treat, irrigate,
+notify); a Plan read back may hold 5, as its exported schema has always said."""
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     summary: ShortText
     priority: Priority
     steps: Annotated[list[PlanStep], Field(min_length=1, max_length=5)]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # What this agent writes (the serialization schema, from which the llama engine builds
+        # its grammar) has at most MAX_STEPS steps: under greedy decoding Gemma 270M repeated
+        # its last step until the limit, 5 steps and ~300 tokens a plan. The validation schema,
+        # the exported payload schema, keeps 5.
+        schema = handler(core_schema)
+        if handler.mode == "serialization":
+            handler.resolve_ref_schema(schema)["properties"]["steps"]["maxItems"] = MAX_STEPS
+        return schema
 
 
 class ReasoningInput(BaseModel):
@@ -102,21 +122,21 @@ EXAMPLE_PLAN = Plan(
 # keywords instead. The grammar still enforces the keys, enums and bounds.
 SYSTEM = f"""You plan field operations for a farm. Answer with one JSON object of this shape:
 {{"summary": "<one short sentence>", "priority": "low" | "medium" | "high" | "urgent",
- "steps": [1 to 5 steps, each {{"action": "<short imperative>", "tool": "<tool>",
+ "steps": [1 to {MAX_STEPS} steps, each {{"action": "<short imperative>", "tool": "<tool>",
  "arguments": {{"<name>": "<string>"}}, "rationale": "<why, in a few words>"}}]}}
 Each step's tool is one of: create_work_order (arguments field_id, task, priority) for pests
 or other field work; schedule_irrigation (field_id, minutes) when moisture_pct is below 20;
 notify_agronomist (field_id, message), which every plan ends with.
-Texts are plain words, never JSON.
+Use each tool at most once. Texts are plain words, never JSON.
 
 Example request:
 {prompt_for(EXAMPLE_INPUT)}
 Example answer:
 {json.dumps(EXAMPLE_PLAN.model_dump())}"""
 
-MAX_TOKENS = 512
-"""Room for a full plan (5 steps of bounded texts; a 3-step plan like the example is ~180
-tokens): a model that rambles is cut here, not at the agent's max_task_seconds."""
+MAX_TOKENS = 384
+"""Room for a full plan (MAX_STEPS steps of bounded texts; a 3-step plan like the example is
+~180 tokens): a model that rambles is cut here, not at the agent's max_task_seconds."""
 
 _FIELD = re.compile(r"^Field: (\S+)$", re.MULTILINE)
 _NUMBER = r"\"?{name}\"?\s*[:=]\s*(-?\d+(?:\.\d+)?)"
