@@ -13,7 +13,9 @@ refuses each of these up front, from the manifests alone:
 - a Kafka trigger KEDA would refuse: ``lagThreshold`` not > 0, ``activationLagThreshold`` < 0,
   ``allowIdleConsumers`` with ``limitToPartitionsWithLag``, ``limitToPartitionsWithLag`` with
   ``ensureEvenDistributionOfPartitions``, either of those without a ``topic``, values KEDA cannot
-  parse; and, for this project, a trigger not on its agent's own group and task topic;
+  parse; and, for this project, a trigger not on its agent's own group and task topic, or
+  beyond that one (or with the work trigger alone) a Kafka trigger not on one of the agent's
+  retry tiers in its group;
 - an agent Deployment whose ``terminationGracePeriodSeconds`` cannot cover the agent's longest
   task and its shutdown (preStop, drain, hard deadline), or whose drain is shorter than the task.
 
@@ -193,11 +195,13 @@ def _check_scaled_object(
     triggers = [t for t in spec.get("triggers") or () if isinstance(t, Mapping)]
     kafka = [t for t in triggers if t.get("type") == "kafka"]
     external = [t for t in triggers if t.get("type") == "external"]
-    # Kafka triggers after the first may read the agent's retry tiers (kedaobjects renders one
-    # per tier): checked as triggers, and on the same group, the tiers of the first's topic.
-    tiers, kafka = kafka[1:], kafka[:1]
-    for tier in tiers:
-        refusals += _tier_refusals(document, tier, kafka[0], catalog)
+    # The agent's retry tiers have a Kafka trigger each (kedaobjects): after the lag trigger,
+    # or, on pending work alone, before the external one. The first Kafka trigger is the lag
+    # one unless it reads a tier; the others must read the agent's tiers in its group.
+    if kafka and not (external and _reads_a_tier(kafka[0])):
+        tiers, kafka = kafka[1:], kafka[:1]
+    else:
+        tiers, kafka = kafka, []
     if not (kafka or external):
         refuse(
             f"has {len(kafka)} Kafka triggers and {len(external)} external ones; an agent "
@@ -215,6 +219,13 @@ def _check_scaled_object(
         if capability:
             capabilities.append(capability)
     metadata: Mapping[str, Any] = (kafka[0].get("metadata") or {}) if kafka else {}
+    if tiers:
+        # The lag trigger's topic and group, else (work alone) the work trigger's capability's.
+        owner = str(metadata.get("topic", "")).removeprefix("tasks.") if kafka else (
+            capabilities[0] if capabilities else "")  # fmt: skip
+        group = metadata.get("consumerGroup") if kafka else TopicNames().group(owner)
+        for tier in tiers:
+            refusals += _tier_refusals(document, tier, owner, group, catalog)
     if kafka:
         for problem, fix in trigger_problems(metadata):
             refuse(problem, fix)
@@ -260,21 +271,26 @@ def _check_scaled_object(
     return refusals
 
 
+def _reads_a_tier(trigger: Mapping[str, Any]) -> bool:
+    return str((trigger.get("metadata") or {}).get("topic", "")).startswith("retry.")
+
+
 def _tier_refusals(
-    document: Document, tier: Mapping[str, Any], first: Mapping[str, Any], catalog: Catalog
-) -> list[Refusal]:
+    document: Document, tier: Mapping[str, Any], capability: str, wanted: object,
+    catalog: Catalog,
+) -> list[Refusal]:  # fmt: skip
+    """A further Kafka trigger must read a retry tier of ``capability`` in group ``wanted``."""
     metadata = tier.get("metadata") or {}
     problems = list(trigger_problems(metadata))
-    lag = first.get("metadata") or {}
     topic, group = str(metadata.get("topic", "")), metadata.get("consumerGroup")
-    capability = str(lag.get("topic", "")).removeprefix("tasks.")
-    names = [spec.name for spec in catalog.retry_tiers(capability)]
-    if topic not in names or group != lag.get("consumerGroup"):
+    names = [spec.name for spec in catalog.retry_tiers(capability)] if capability else []
+    if topic not in names or group != wanted:
         problems.append((
-            f"a second Kafka trigger reads {topic or 'no topic'} in group {group}: only the "
-            f"retry tiers of {lag.get('topic')} ({', '.join(names) or 'none in the catalog'}) "
-            f"may, in the first trigger's group {lag.get('consumerGroup')}",
-            "keep one kafka trigger on the task topic and one per retry tier (keda render)",
+            f"a further Kafka trigger reads {topic or 'no topic'} in group {group}: only the "
+            f"retry tiers of tasks.{capability or '<capability>'} "
+            f"({', '.join(names) or 'none in the catalog'}) may, in the agent's group {wanted}",
+            "keep one kafka trigger on the task topic (unless the agent scales on pending work "
+            "alone) and one per retry tier (keda render)",
         ))  # fmt: skip
     return [Refusal(document.path, document.label, problem, fix) for problem, fix in problems]
 

@@ -2,9 +2,12 @@
 
 An agent's ScaledObject has the triggers its ``AgentScaling.signal`` picks: ``lag`` (KEDA's
 Kafka trigger, named ``lag``), ``work`` (an ``external`` trigger on ``expediter scaler``, named
-``work``) or ``both`` (KEDA and the HPA take the larger replica count of the two). With ``lag``,
-a further Kafka trigger per retry tier (``retry-10s``, ``retry-60s``) counts the tasks that wait
-out a delay there.
+``work``) or ``both`` (KEDA and the HPA take the larger replica count of the two). Whatever the
+signal, a further Kafka trigger per retry tier (``retry-10s``, ``retry-60s``, before ``work``)
+counts the tasks that wait out a delay there, since ``expediter scaler`` reads the task topic
+only. With ``lag`` it has the lag trigger's numbers; with ``work`` alone it only wakes and keeps
+the agent (``lagThreshold`` :data:`WAKE_LAG_THRESHOLD`: one replica's worth for any backlog), and
+the work trigger sizes it.
 
 Called by :mod:`expediter.deploying.manifests`.
 """
@@ -21,7 +24,19 @@ from expediter.scaling.working import external_metadata
 from expediter.settings import WorkerSettings
 from expediter.worker.delaying import RetryTiers, Tier
 
-__all__ = ["retry_tiers", "scaled_object", "trigger_authentication", "triggers"]
+__all__ = [
+    "WAKE_LAG_THRESHOLD",
+    "retry_tiers",
+    "scaled_object",
+    "trigger_authentication",
+    "triggers",
+]
+
+WAKE_LAG_THRESHOLD = 1_000_000
+"""``lagThreshold`` of the retry-tier triggers of an agent on pending work alone: the HPA's
+proposal for a tier, ``ceil(lag / lagThreshold)``, is then 1 for any lag a tier holds, so a
+waiting task wakes the agent and keeps one replica, and the work trigger alone sizes it (tier
+tasks wait out a delay: more replicas would not run them sooner)."""
 
 
 def trigger_authentication(settings: DeploySettings) -> Object:
@@ -43,15 +58,18 @@ def triggers(
 ) -> list[Object]:
     """The ScaledObject's triggers for the agent's declared signal (lag, work or both)."""
     chosen: list[Object] = []
+    lag = _lag_trigger(agent, profile, names, settings)
     if agent.scaling.uses_lag:
-        lag = _lag_trigger(agent, profile, names, settings)
         chosen.append(lag)
         chosen += _tier_triggers(agent, names, lag)
+    else:  # work alone: the tiers only wake and keep the agent
+        wake = {**lag["metadata"], "lagThreshold": str(WAKE_LAG_THRESHOLD)}
+        chosen += _tier_triggers(agent, names, {**lag, "metadata": wake})
     if agent.scaling.uses_work:
         trigger = agent.scaling.trigger(
             agent.capability, concurrency=agent.resources.concurrency, estimator=agent.estimator
         )
-        address = agent.scaling.scaler_address or settings.scaler_address
+        address = agent.scaling.scaler_address or settings.scaler_endpoint
         chosen.append(
             {"type": "external", "name": "work", "metadata": external_metadata(trigger, address)}
         )

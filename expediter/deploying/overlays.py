@@ -105,11 +105,14 @@ def local_overlay(settings: DeploySettings) -> list[Manifest]:
         "kind": "TriggerAuthentication",
         "metadata": {"name": settings.kafka_secret, "namespace": settings.namespace},
     }
-    # Every Kafka trigger's: the lag one, then one per retry tier (kedaobjects).
-    no_auth_ref = [
-        {"op": "remove", "path": f"/spec/triggers/{n}/authenticationRef"}
-        for n in range(1 + len(retry_tiers(TopicNames(), "any")))
-    ]
+    # Every Kafka trigger's: the lag one, then one per retry tier (kedaobjects); on pending
+    # work alone, the tiers' alone (the external trigger after them has none to remove, and
+    # kustomize refuses removing a missing key).
+    tiers = len(retry_tiers(TopicNames(), "any"))
+    no_auth_ref, no_auth_ref_work = (
+        [{"op": "remove", "path": f"/spec/triggers/{n}/authenticationRef"} for n in range(count)]
+        for count in (1 + tiers, tiers)
+    )
     one_broker = {
         "apiVersion": "kafka.strimzi.io/v1beta2",
         "kind": "KafkaTopic",
@@ -130,11 +133,20 @@ def local_overlay(settings: DeploySettings) -> list[Manifest]:
             (
                 "no-authentication-ref.yaml",
                 no_auth_ref,
-                # Not the agents on pending work alone: they have no Kafka trigger.
+                # Not the agents on pending work alone: they have no lag trigger.
                 {
                     "group": "keda.sh",
                     "kind": "ScaledObject",
                     "labelSelector": f"{SIGNAL_LABEL}!=work",
+                },
+            ),
+            (
+                "no-authentication-ref-work.yaml",
+                no_auth_ref_work,
+                {
+                    "group": "keda.sh",
+                    "kind": "ScaledObject",
+                    "labelSelector": f"{SIGNAL_LABEL}=work",
                 },
             ),
             (

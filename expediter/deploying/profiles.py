@@ -61,9 +61,10 @@ class DeploySettings:
     kafka_secret: str = "expediter-kafka"  # noqa: S105 (the Secret's name, not a secret)
     """Created by whoever runs the cluster, never committed. Keys: ``sasl`` (KEDA's word for the
     mechanism: ``scram_sha512``), ``username``, ``password``, ``tls`` (``enable``), ``ca`` (PEM)."""
-    scaler_address: str = "expediter-scaler.expediter.svc:9090"
+    scaler_address: str | None = None
     """Where KEDA reaches ``expediter scaler`` for agents scaled on pending work (an agent's
-    ``AgentScaling.scaler_address`` wins)."""
+    ``AgentScaling.scaler_address`` wins); None: the ``expediter-scaler`` Service of
+    ``namespace`` (:attr:`scaler_endpoint`)."""
     keda_namespace: str = "keda"
     keda_service_account: str = "keda-operator"
     """KEDA's operator; granted read access to ``kafka_secret`` alone, for clusters that install
@@ -80,6 +81,13 @@ class DeploySettings:
     """The broker ports the NetworkPolicy lets pods reach (Strimzi's plain, TLS, external)."""
     orchestrator_replicas: int = 2
     orchestrator_grace_seconds: int = 60
+
+    @property
+    def scaler_endpoint(self) -> str:
+        """``scaler_address``, else ``expediter-scaler.<namespace>.svc:9090``: the scaler that
+        ``keda render`` adds to the agents' namespace (:mod:`expediter.deploying.scalerobjects`),
+        so a render for another namespace follows it."""
+        return self.scaler_address or f"expediter-scaler.{self.namespace}.svc:9090"
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ class ScaledAgent:
     also: tuple[tuple[KafkaTrigger, str], ...] = ()
     """Further Kafka triggers and their topics, prefixed, read with the same group: the
     agent's retry tiers, whose waiting tasks must wake an agent at zero (KEDA activates on any
-    trigger; the HPA takes the largest metric, :func:`expediter.scaling.simulating.combined`)."""
+    trigger; the HPA takes the largest metric, :func:`expediter.scaling.simulating.combined`),
+    on pending work alone too (then with a ``lagThreshold`` that only wakes and keeps it)."""
     grace_seconds: int = DEFAULT_GRACE_SECONDS
     """terminationGracePeriodSeconds: after SIGTERM, a replica gets this long, then SIGKILL."""
     pod_env: Mapping[str, str] = field(default_factory=dict)
@@ -185,12 +186,17 @@ def _scaled_agent(
         raise ConfigurationError(
             f"ScaledObject/{name} has {len(kafka)} Kafka and {len(external)} external triggers; "
             "a supervisor needs a Kafka one (the first reads the task topic, others its retry "
-            "tiers), the work-based external one (expediter scaler), or both"
+            "tiers), the work-based external one (expediter scaler, with a Kafka trigger per "
+            "retry tier), or both"
         )
     work, work_metadata = _work_trigger(name, external[0]) if external else (None, {})
     read = [_kafka_trigger(name, n, trigger) for n, trigger in enumerate(kafka)]
-    if not read:  # work alone: the lag shown is the capability's group's on its task topic
-        read = [(KafkaTrigger(), TopicNames().tasks(capability), TopicNames().group(capability))]
+    # On pending work alone the Kafka triggers read the retry tiers only (kedaobjects); the lag
+    # shown is then the capability's group's on its task topic.
+    uses_lag = bool(read) and not (external and read[0][1].startswith("retry."))
+    if not uses_lag:
+        read = [(KafkaTrigger(), TopicNames().tasks(capability), TopicNames().group(capability)),
+                *read]  # fmt: skip
     trigger, topic, group = read[0]
     strays = [t for _, t, g in read[1:] if g != group]
     if strays:
@@ -211,7 +217,7 @@ def _scaled_agent(
         topic=f"{names.prefix}{topic}", group=f"{names.prefix}{group}", grace_seconds=grace,
         pod_env=pod_env, source=relative,
         also=tuple((t, f"{names.prefix}{topic}") for t, topic, _ in read[1:]),
-        work=work, work_metadata=work_metadata, uses_lag=bool(kafka),
+        work=work, work_metadata=work_metadata, uses_lag=uses_lag,
     )  # fmt: skip
 
 

@@ -12,7 +12,9 @@ so the local metric is the scaler's own answer, not a copy of its arithmetic.
 
 - work alone: the HPA's AverageValue on the metric in milli-units against
   ``targetDrainSeconds`` x 1000, as KEDA hands an external float to the HPA (the same units as
-  :class:`~expediter.scaling.worksimulating.WorkSimulation`);
+  :class:`~expediter.scaling.worksimulating.WorkSimulation`). The retry tiers' Kafka triggers
+  wake the agent and propose ``ceil(lag / lagThreshold)`` (1 with the rendered threshold), put
+  in those units as ``ceil(metric x target / lagThreshold)``;
 - work next to lag: KEDA is active when either trigger is, and the HPA takes the larger of the
   two proposals (horizontal.go ``computeReplicasForMetrics``). The work metric is put in lag
   units, ``ceil(metric x lagThreshold / targetDrainSeconds)``, whose proposal
@@ -86,8 +88,8 @@ class WorkStepper:
         target = lag or KafkaTrigger(lag_threshold=round(work.target_drain_seconds * 1000))
         self.simulation = Simulation(target, spec, replicas)
         self._meter = LagMeter(lag or KafkaTrigger())
-        self._also = tuple(LagMeter(t) for t in also) if lag is not None else ()
-        """The retry tiers' Kafka triggers, which come with the lag trigger."""
+        self._also = tuple(LagMeter(t) for t in also)
+        """The retry tiers' Kafka triggers (with the lag trigger, or alone next to work)."""
 
     def step(
         self,
@@ -100,10 +102,8 @@ class WorkStepper:
         """One KEDA poll and one HPA sync at ``t`` (``also``: the retry tiers' offsets, as
         :meth:`Simulation.step` takes them); the result's reading is the lag one with the
         metric the HPA saw and KEDA's activity."""
-        lag = combined(
-            self._meter.read(latest, committed),
-            [meter.read(*offsets) for meter, offsets in zip(self._also, also, strict=False)],
-        )
+        tiers = [meter.read(*offsets) for meter, offsets in zip(self._also, also, strict=False)]
+        lag = combined(self._meter.read(latest, committed), tiers)
         if self.lag is not None:
             ratio = self.lag.lag_threshold / self.work.target_drain_seconds
             # Rounded first: 20 s x 0.2 must give 4, not 5 from 4.000000000000001.
@@ -111,6 +111,12 @@ class WorkStepper:
             metric, active = max(lag.metric, equivalent), lag.active or reading.active
         else:
             metric, active = round(reading.metric * 1000), reading.active
+            if tiers:  # the tiers' proposal put in the work trigger's milli-units
+                tier = combined(tiers[0], tiers[1:])
+                target = self.simulation.trigger.lag_threshold
+                threshold = self._also[0].trigger.lag_threshold
+                wake = math.ceil(round(tier.metric * target / threshold, 9))
+                metric, active = max(metric, wake), active or tier.active
         previous, changed, keda, hpa = self.simulation.decide(t, metric, active)
         seen = replace(lag, metric=metric, active=active)
         return StepResult(t, seen, previous, self.simulation.replicas, changed, keda, hpa)

@@ -56,14 +56,21 @@ def test_each_signal_gives_its_triggers_and_the_scaler_of_the_agents_namespace()
     ]  # fmt: skip
     work = _scaled_object(_spec(signal="work", gpus=2, replicasPerGpu=2, tokensPerByte=0.5),
                           namespace="team-a")  # fmt: skip
-    (trigger,) = work["spec"]["triggers"]
+    *tiers, trigger = work["spec"]["triggers"]
     assert trigger["type"] == "external"
+    # Work alone still wakes on a task waiting in a retry tier: a Kafka trigger per tier, in
+    # the worker's group, whose threshold only wakes and keeps the agent.
+    assert [(t["type"], t["name"], t["metadata"]["topic"], t["metadata"]["consumerGroup"],
+             t["metadata"]["lagThreshold"]) for t in tiers] == [
+        ("kafka", "retry-10s", "retry.reasoning.10s", "agents.reasoning", "1000000"),
+        ("kafka", "retry-60s", "retry.reasoning.60s", "agents.reasoning", "1000000"),
+    ]  # fmt: skip
     assert trigger["metadata"]["scalerAddress"] == "expediter-scaler.team-a.svc:9090"
     assert {k: trigger["metadata"][k] for k in ("gpus", "replicasPerGpu", "tokensPerByte")} == {
         "gpus": "2", "replicasPerGpu": "2", "tokensPerByte": "0.5",
     }  # fmt: skip
     own = _scaled_object(_spec(signal="work", scalerAddress="scaler.ops.svc:7000"))
-    assert own["spec"]["triggers"][0]["metadata"]["scalerAddress"] == "scaler.ops.svc:7000"
+    assert own["spec"]["triggers"][-1]["metadata"]["scalerAddress"] == "scaler.ops.svc:7000"
 
 
 @pytest.mark.parametrize(

@@ -1,25 +1,29 @@
 """Tasks waiting in a retry tier count for scaling: the rendered ScaledObject has a Kafka trigger
 per tier (the worker's group, the tier topic), `keda check` accepts those and nothing else, and
 the engine the supervisor runs wakes an agent at zero for a tier record alone and keeps it up
-until the tier is drained, as KEDA does with several triggers.
+until the tier is drained, as KEDA does with several triggers; on pending work alone too, where
+the tiers only wake and keep the agent and the work trigger sizes it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from expediter import load_agent
+from expediter import AgentScaling, load_agent
 from expediter.deploying import documents_of
 from expediter.deploying.checking import check_documents
-from expediter.deploying.manifests import AgentSource, build_manifests
+from expediter.deploying.manifests import AgentSource, build_manifests, load_sources
+from expediter.deploying.rendering import write_manifests
 from expediter.messaging import TopicNames, load_catalog
 from expediter.scaling import ScaledObjectSpec, Simulation, parse_trigger
-from expediter.supervising import AgentScaler, LagSample, read_scaled_agents
+from expediter.supervising import AgentScaler, LagSample, ScaledAgent, read_scaled_agents
+from expediter.supervising.workreading import WorkReading
 from expediter.worker.delaying import RetryTiers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,3 +120,65 @@ def test_the_hpa_takes_the_largest_metric_of_the_triggers() -> None:
     assert step.reading.metric == 8  # max(1, 8)
     assert step.reading.lag == 9  # every waiting task
     assert step.replicas == 4  # ceil(8 / 2), as the HPA's largest proposal
+
+
+def _work_alone_soil(tmp_path: Path) -> ScaledAgent:
+    # The committed agents, with soil-analyzer on pending work alone, rendered and read back as
+    # `expediter up` reads them.
+    sources = [
+        replace(s, agent=replace(s.agent, scaling=AgentScaling(signal="work")))
+        if s.agent.name == "soil-analyzer" else s
+        for s in load_sources(ROOT / "agents")
+    ]  # fmt: skip
+    write_manifests(
+        tmp_path, build_manifests(sources, load_catalog(ROOT / "topics" / "topics.yaml"))
+    )
+    (tmp_path / "agents").symlink_to(ROOT / "agents")
+    (soil,) = [a for a in read_scaled_agents(tmp_path, TopicNames()) if a.name == "soil-analyzer"]
+    return soil
+
+
+def _no_work(metric: float = 0.0) -> WorkReading:
+    return WorkReading(tokens=metric * 50, records=0, throughput=50.0, metric=metric,
+                       active=metric > 0)  # fmt: skip
+
+
+def test_work_alone_wakes_for_a_tier_task_and_lets_the_work_trigger_size_it(
+    tmp_path: Path,
+) -> None:
+    soil = _work_alone_soil(tmp_path)
+    assert soil.work is not None
+    assert not soil.uses_lag
+    assert soil.topic == "tasks.soil-analysis"  # the lag shown is the task topic's
+    tiers = [topic for _, topic in soil.also]
+    assert tiers == ["retry.soil-analysis.10s", "retry.soil-analysis.60s"]
+    scaler = AgentScaler(soil, replicas=0)
+    partitions = 6
+    idle = _sample(soil.topic, [5] * partitions, [5] * partitions)
+    empty_tier = _sample(tiers[1], [0] * partitions, [None] * partitions)
+    waiting = _sample(tiers[0], [1] + [0] * (partitions - 1), [None] * partitions)
+    assert scaler.decide(0, idle, [empty_tier, empty_tier], _no_work()).desired == 0
+    # The scaler reads the task topic only (no pending work): the tier task wakes the agent.
+    woke = scaler.decide(1, idle, [waiting, empty_tier], _no_work())
+    assert woke.desired == 1, woke.reason
+    assert woke.reading.active
+    assert woke.reading.lag == 1
+    # Many tasks waiting in a tier keep one replica; they wait out a delay, so no more.
+    crowded = _sample(tiers[0], [40] * partitions, [None] * partitions)
+    for t in (20, 40, 60):
+        assert scaler.decide(t, idle, [crowded, empty_tier], _no_work()).desired == 1
+    # Pending work still sizes it: 3 replicas' worth of drain time.
+    target = soil.work.target_drain_seconds
+    sized = scaler.decide(80, idle, [crowded, empty_tier], _no_work(3 * target))
+    assert sized.desired == 3, sized.reason
+    # Once the tier ran and no work is left, the cooldown takes it back to zero.
+    ran = _sample(tiers[0], [40] * partitions, [40] * partitions)
+    now = 100.0
+    while scaler.replicas and now < 100 + 3 * soil.spec.cooldown_period + 1200:
+        scaler.decide(now, idle, [ran, empty_tier], _no_work())
+        now += soil.spec.polling_interval
+    assert scaler.replicas == 0
+    # Without the tiers' triggers (work alone, as before) the tier task woke nothing.
+    blind = AgentScaler(replace(soil, also=()), replicas=0)
+    assert blind.decide(0, idle, [], _no_work()).desired == 0
+    assert blind.decide(1, idle, [], _no_work()).desired == 0

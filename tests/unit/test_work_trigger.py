@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from expediter import Agent, AgentResources, AgentScaling, ConfigurationError, Estimator
 from expediter.deploying import DeploySettings, build_manifests, check_documents, documents_of
+from expediter.deploying.kedaobjects import WAKE_LAG_THRESHOLD
 from expediter.deploying.manifests import AgentSource, load_sources
 from expediter.deploying.rendering import write_manifests
 from expediter.messaging import load_catalog
@@ -64,7 +65,8 @@ def test_the_default_is_the_lag_trigger_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("signal", "types"), [("work", ["external"]), ("both", ["kafka"] * 3 + ["external"])]
+    ("signal", "types"),
+    [("work", ["kafka"] * 2 + ["external"]), ("both", ["kafka"] * 3 + ["external"])],
 )
 def test_the_work_signal_renders_an_external_trigger_that_check_passes(
     signal: str, types: list[str]
@@ -81,7 +83,7 @@ def test_the_work_signal_renders_an_external_trigger_that_check_passes(
     external = triggers[-1]
     assert external["name"] == "work"
     metadata = external["metadata"]
-    assert metadata["scalerAddress"] == DeploySettings().scaler_address
+    assert metadata["scalerAddress"] == DeploySettings().scaler_endpoint
     # What KEDA hands the scaler is what the agent declared, read back by the scaler's parser.
     assert parse_external_trigger(metadata) == agent.scaling.trigger(
         "soil-analysis", concurrency=2, estimator=agent.estimator
@@ -93,7 +95,60 @@ def test_the_work_signal_renders_an_external_trigger_that_check_passes(
 def test_an_agent_may_name_its_own_scaler() -> None:
     agent = _agent(scaling=AgentScaling(signal="work", scaler_address="scaler.ops.svc:7000"))
     scaled, _ = _scaled_object(agent)
-    assert scaled["spec"]["triggers"][0]["metadata"]["scalerAddress"] == "scaler.ops.svc:7000"
+    assert scaled["spec"]["triggers"][-1]["metadata"]["scalerAddress"] == "scaler.ops.svc:7000"
+
+
+def test_the_default_scaler_is_the_one_in_the_renders_namespace() -> None:
+    assert DeploySettings().scaler_endpoint == "expediter-scaler.expediter.svc:9090"
+    assert DeploySettings(namespace="team-a").scaler_endpoint == "expediter-scaler.team-a.svc:9090"
+    catalog = load_catalog(ROOT / "topics" / "topics.yaml")
+    agent = _agent(scaling=AgentScaling(signal="work"))
+    built = build_manifests([AgentSource(agent, "agents/soil_analyzer.py")], catalog,
+                            DeploySettings(namespace="team-a"))  # fmt: skip
+    documents = documents_of(built)
+    (scaled,) = [d for d in documents if d.kind == "ScaledObject"]
+    (service,) = [d for d in documents if d.kind == "Service" and d.name == "expediter-scaler"]
+    address = scaled.obj["spec"]["triggers"][-1]["metadata"]["scalerAddress"]
+    assert address == f"expediter-scaler.{service.obj['metadata']['namespace']}.svc:9090"
+    assert service.obj["metadata"]["namespace"] == "team-a"
+
+
+def test_work_alone_has_a_trigger_per_retry_tier_that_only_wakes_it() -> None:
+    # The scaler reads the task topic only: a task waiting in a tier must still wake the agent.
+    scaled, refusals = _scaled_object(_agent(scaling=AgentScaling(signal="work")))
+    *tiers, work = scaled["spec"]["triggers"]
+    assert refusals == []
+    assert work["name"] == "work"
+    assert [t["name"] for t in tiers] == ["retry-10s", "retry-60s"]
+    assert [t["metadata"]["topic"] for t in tiers] == [
+        "retry.soil-analysis.10s", "retry.soil-analysis.60s",
+    ]  # fmt: skip
+    for tier in tiers:
+        metadata = tier["metadata"]
+        assert metadata["consumerGroup"] == "agents.soil-analysis"  # the worker's own
+        assert metadata["activationLagThreshold"] == "0"  # any waiting task wakes it
+        # One replica's worth for any backlog: the work trigger alone sizes the agent.
+        assert metadata["lagThreshold"] == str(WAKE_LAG_THRESHOLD)
+        assert tier["authenticationRef"] == {"name": DeploySettings().kafka_secret}
+
+
+def test_check_accepts_only_the_agents_tiers_next_to_work_alone() -> None:
+    agent = _agent(scaling=AgentScaling(signal="work"))
+    scaled, _ = _scaled_object(agent)
+    assert _checked(scaled, agent) == []
+    for key, value, expected in (
+        ("topic", "retry.crop-mapping.10s", "only the retry tiers of tasks.soil-analysis"),
+        ("topic", "tasks.soil-analysis", "reads tasks.soil-analysis"),
+        ("consumerGroup", "agents.crop-mapping", "in group agents.crop-mapping"),
+    ):
+        broken = copy.deepcopy(scaled)
+        broken["spec"]["triggers"][1]["metadata"][key] = value
+        messages = _checked(broken, agent)
+        assert any(expected in m for m in messages), (key, value, messages)
+    # The tiers alone, without the work trigger, scale nothing: refused as no trigger.
+    broken = copy.deepcopy(scaled)
+    broken["spec"]["triggers"] = broken["spec"]["triggers"][:-1]
+    assert _checked(broken, agent) != []
 
 
 def _checked(scaled: dict[str, Any], agent: Agent[Any, Any]) -> list[str]:
@@ -115,7 +170,7 @@ def test_check_refuses_a_work_trigger_the_scaler_would_refuse() -> None:
         ({"scalerAddress": ""}, "no scalerAddress"),
     ):
         broken = copy.deepcopy(scaled)
-        broken["spec"]["triggers"][0]["metadata"].update(change)
+        broken["spec"]["triggers"][-1]["metadata"].update(change)
         messages = _checked(broken, agent)
         assert any(expected in m for m in messages), (change, messages)
     broken = copy.deepcopy(scaled)
@@ -171,7 +226,7 @@ def test_an_agent_on_work_brings_expediter_scaler_into_the_base() -> None:
     for obj in objects.values():
         kubernetes_validate.validate(obj, "1.30", strict=True)
     # The trigger's default address is this Service, on the port the pod serves.
-    host, port = DeploySettings().scaler_address.rsplit(":", 1)
+    host, port = DeploySettings().scaler_endpoint.rsplit(":", 1)
     service = objects["Service"]
     assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     assert service["spec"]["ports"][0]["port"] == int(port)
