@@ -9,7 +9,8 @@
 
 - ``signal`` picks the ScaledObject's triggers: ``lag`` (KEDA's Kafka trigger on the group's
   lag, the default), ``work`` (an ``external`` trigger on ``expediter scaler``: pending tokens
-  / a replica's tokens/s) or ``both`` (KEDA scales to the larger of the two).
+  / a replica's tokens/s; the retry tiers' Kafka triggers only wake the agent) or ``both``
+  (KEDA scales to the larger of the two).
 - The estimator is the default one, the input's size times tokens per byte, calibrated by the
   tokens measured on finished tasks; the agent declares its prior. A producer that knows a
   task's work states it in the ``expediter-expected-tokens`` header, which wins.
