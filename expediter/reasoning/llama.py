@@ -14,6 +14,10 @@ extra, and the other engines must work without it.
   ``max_task_seconds``, routing's fallback), is stopped at its next token by a stopping criterion
   that llama-cpp-python checks after each token, so the thread ends and frees the model for the
   next call. (The prompt's evaluation before the first token cannot be interrupted.)
+- **Grammars**: each output model's grammar is parsed once, in a child process, before its first
+  generation (:mod:`~expediter.reasoning.grammarchecking`): one llama.cpp cannot parse would
+  crash the process, and is a ConfigurationError naming the output model instead. The worker
+  calls :meth:`LlamaEngine.prepare` with its agent's output model before it joins its group.
 - **Concurrency**: one model instance generates one sequence at a time; calls queue for it.
   :attr:`LlamaEngine.parallelism` says so (1), and an agent on this engine should declare
   ``concurrency=1``.
@@ -36,6 +40,7 @@ from expediter.errors import ConfigurationError, EngineError
 from expediter.events import TokenUsage
 from expediter.reasoning.cores import available_cores
 from expediter.reasoning.faults import EngineFault
+from expediter.reasoning.grammarchecking import check_grammar, grammar_text
 from expediter.reasoning.grammars import grammar_schema as _grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
 from expediter.settings import EngineSettings
@@ -183,6 +188,34 @@ class LlamaEngine:
                 "is a GGUF model this llama-cpp-python supports"
             ) from exc
 
+    async def prepare(self, output_model: type[BaseModel]) -> None:
+        """Build and check ``output_model``'s grammar now (after ``start()``), so that one
+        llama.cpp cannot parse fails the start with a ConfigurationError, not a task."""
+        async with self._lock:
+            await self._grammar(output_model)
+
+    async def _grammar(self, output_model: type[BaseModel]) -> Any:
+        """``output_model``'s grammar, built and checked once (call holding ``_lock``)."""
+        grammar = self._grammars.get(output_model)
+        if grammar is not None:
+            return grammar
+        if self._llm is None or self.model_path is None:
+            raise EngineError(
+                "the llama engine was asked to reason before start(): call `await "
+                "engine.start()` first (the worker does so before joining its group)",
+                retriable=False,
+            )
+        # The serialization schema: what a model's output always holds (an output model can
+        # list its defaulted fields as required there, so that the grammar makes a small
+        # model write them).
+        schema = _grammar_schema(output_model.model_json_schema(mode="serialization"))
+        name = output_model.__name__
+        text = grammar_text(json.dumps(schema), name)
+        await asyncio.to_thread(check_grammar, text, self.model_path, name)
+        grammar = self._grammar_type.from_string(text, verbose=False)
+        self._grammars[output_model] = grammar
+        return grammar
+
     async def stop(self) -> None:
         """Free the model; safe to call when never started or already stopped."""
         async with self._lock:
@@ -220,21 +253,12 @@ class LlamaEngine:
             return stopped.is_set()
 
         try:
+            try:
+                grammar = await self._grammar(output_model)
+            except ConfigurationError as exc:
+                # A model first met in a handler: its task fails, permanently; the worker lives.
+                raise EngineError(str(exc), retriable=False) from exc
             llm = self._llm
-            if llm is None:
-                raise EngineError(
-                    "the llama engine was asked to reason before start(): call `await "
-                    "engine.start()` first (the worker does so before joining its group)",
-                    retriable=False,
-                )
-            grammar = self._grammars.get(output_model)
-            if grammar is None:
-                # The serialization schema: what a model's output always holds (an output
-                # model can list its defaulted fields as required there, so that the grammar
-                # makes a small model write them).
-                schema = _grammar_schema(output_model.model_json_schema(mode="serialization"))
-                grammar = self._grammar_type.from_json_schema(json.dumps(schema), verbose=False)
-                self._grammars[output_model] = grammar
             # The grammar forces keys, enums and bounds; what the fields should say (and an
             # example) is the caller's prompt's job (the reasoning agent's SYSTEM shows both).
             messages = [{"role": "system", "content": system}] if system else []

@@ -39,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import BaseModel
+
 from expediter.errors import ConfigurationError, EngineError
 from expediter.events import EngineFailure, ReasoningCall, TokenUsage
 from expediter.reasoning.breaking import CircuitBreaker, Permit
@@ -145,6 +147,14 @@ class RoutingEngine:
             for engine in reversed(started):
                 await engine.stop()
             raise
+
+    async def prepare(self, output_model: type[BaseModel]) -> None:
+        """Let each engine that builds per-model state (the llama engine's checked grammar) do
+        so for ``output_model`` now, at start, where a failure stops the worker cleanly."""
+        for route in self.routes:
+            prepare = getattr(route.engine, "prepare", None)
+            if prepare is not None:
+                await prepare(output_model)
 
     async def stop(self) -> None:
         for route in reversed(self.routes):

@@ -158,6 +158,7 @@ class Worker:
         async with AsyncExitStack() as stack:
             await self._phase("engine", self.engine.start())
             stack.push_async_callback(self.engine.stop)
+            await self._phase("grammar", self.engine.prepare(self.agent.output_model))
             await self._phase("http", self.server.start())
             stack.push_async_callback(self.server.stop)
             options = client_options(self.kafka)

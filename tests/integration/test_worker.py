@@ -255,7 +255,9 @@ async def test_card_registered_then_tombstoned_and_metrics_served(
 ) -> None:
     running = await start_worker(kafka, names)
     worker = running.worker
-    assert list(worker.phases) == ["engine", "http", "producer", "topics", "registry", "join"]
+    assert list(worker.phases) == [
+        "engine", "grammar", "http", "producer", "topics", "registry", "join",
+    ]  # fmt: skip
     await produce(kafka.settings, names.tasks("probe"), [task(n, "wf-m") for n in range(3)])
     await read(kafka.settings, names.results, until=lambda r: len(r) >= 3)
     async with aiohttp.ClientSession() as http:
