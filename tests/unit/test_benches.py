@@ -33,11 +33,12 @@ QUICK = {
     "bench_workscaling.py": ["--long-tasks", "2", "--short-tasks", "100"],
     "bench_curves.py": ["--tasks", "200", "--partitions", "2", "--rounds", "1"],
     "bench_orchestrator_table.py": ["--sizes", "50", "--timeout", "120"],
+    "bench_llm.py": ["--tasks", "1", "--rounds", "1"],
 }
 NEEDS_BROKER = {
     "bench_worker.py", "bench_replay.py", "bench_orchestrator.py", "bench_scaleup.py",
     "bench_orchestrator_table.py",
-    "bench_retry.py", "bench_curves.py",
+    "bench_retry.py", "bench_curves.py", "bench_llm.py",
 }  # fmt: skip
 
 
