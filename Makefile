@@ -61,7 +61,7 @@ test-chaos: kafka ## Only the chaos tier: broker outages, poison and bad input o
 demo: kafka ## Bring up a broker, run the main job, stop the broker
 	$(BIN)/expediter demo
 
-bench: kafka ## Run the benchmarks; each prints its ratio as its last JSON line
+bench: kafka $(LLM_STAMP) ## Run the benchmarks (bench_llm.py needs the [llm] extra); each prints its ratio as its last JSON line
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: ## Remove the venv, caches and the local broker's state (stops it first)
