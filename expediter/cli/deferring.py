@@ -15,10 +15,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import typer
-from typer import _click as click  # typer vendors click: its groups take these types
 from typer.core import TyperCommand, TyperGroup
 
 __all__ = ["Deferred", "deferred_group", "load_deferred"]
@@ -34,7 +33,7 @@ class Deferred:
     help: str
 
 
-def load_deferred(name: str, entry: Deferred) -> click.Command:
+def load_deferred(name: str, entry: Deferred) -> TyperCommand | TyperGroup:
     """Import ``entry``'s module and build its click command, named ``name``."""
     target: Any = getattr(importlib.import_module(entry.module), entry.attribute)
     if isinstance(target, typer.Typer):
@@ -44,20 +43,22 @@ def load_deferred(name: str, entry: Deferred) -> click.Command:
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     single.command(name=name)(target)
     # One command and no callback: typer builds that command itself, not a group around it.
-    return typer.main.get_command(single)
+    return cast(TyperCommand, typer.main.get_command(single))
 
 
 class _DeferredGroup(TyperGroup):
+    # Contexts and commands are typed Any: they are click's, which newer typer versions vendor
+    # privately (typer._click), so neither import path holds across typer's supported range.
     table: Mapping[str, Deferred] = {}
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         self._listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return [*self.commands, *(name for name in self.table if name not in self.commands)]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = self.commands.get(cmd_name)
         if command is not None:
             return command
@@ -70,7 +71,7 @@ class _DeferredGroup(TyperGroup):
         self.commands[cmd_name] = command
         return command
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)

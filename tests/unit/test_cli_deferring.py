@@ -11,8 +11,7 @@ import inspect
 
 import pytest
 import typer
-from typer import _click as click  # the click typer vendors (its groups' types)
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 from typer.testing import CliRunner
 
 from expediter.cli import COMMANDS, DEV_COMMANDS, app
@@ -23,7 +22,7 @@ TABLE = [(name, entry) for name, entry in COMMANDS.items() if name != "dev"] + [
 ]
 
 
-def first_paragraph(command: click.Command) -> str:
+def first_paragraph(command: TyperCommand | TyperGroup) -> str:
     return inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0].strip()
 
 
@@ -64,6 +63,6 @@ def test_an_unknown_command_is_refused_with_the_usage() -> None:
 def test_the_root_group_resolves_each_command() -> None:
     root = typer.main.get_command(app)
     assert isinstance(root, TyperGroup)
-    context = click.Context(root)
+    context = typer.Context(root)
     for name in COMMANDS:
         assert root.get_command(context, name) is not None, name

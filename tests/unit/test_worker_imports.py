@@ -36,11 +36,11 @@ def test_the_worker_command_imports_no_framework_it_does_not_use() -> None:
     # What `expediter worker agents/x.py` imports before its loop starts: the CLI resolving
     # the command, the command's module, the worker, an agent and the default engine.
     code = """
-import click, typer
+import typer
 from pathlib import Path
 from expediter.cli import app
 root = typer.main.get_command(app)
-assert root.get_command(click.Context(root), "worker") is not None
+assert root.get_command(typer.Context(root), "worker") is not None
 import expediter.cli.worker
 from expediter.authoring.loading import load_agent
 from expediter.reasoning import engine_from_settings
