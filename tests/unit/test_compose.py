@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer.main
 import yaml
@@ -54,14 +53,17 @@ def test_runtime_services_are_wired_to_the_broker(compose: dict[str, Any]) -> No
 
 
 def test_every_service_command_exists_in_the_cli(compose: dict[str, Any]) -> None:
+    # Duck-typed, not isinstance(click.Group): typer vendors its own click, whose classes are
+    # not the click package's, and an isinstance check would stop at the first word.
     root = typer.main.get_command(app)
     for name, service in _runtime_services(compose).items():
         words = list(service["command"])
-        command: click.Command = root
-        while isinstance(command, click.Group) and words and not words[0].startswith("-"):
-            sub = command.get_command(click.Context(command), words.pop(0))
+        command: Any = root
+        while hasattr(command, "get_command") and words and not words[0].startswith("-"):
+            sub = command.get_command(command.context_class(command), words.pop(0))
             assert sub is not None, f"service {name}: no such command in `expediter`"
             command = sub
+        assert not hasattr(command, "get_command"), f"service {name}: names a group, not a command"
         # Parsing the remaining options the way click would catches a misspelled flag.
         command.make_context(name, words, resilient_parsing=False)
 
