@@ -55,6 +55,15 @@ def operator(
         yield running
 
 
+def _serving(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,6 +110,10 @@ def test_an_agent_scaled_on_pending_work_is_scaled_by_keda_on_tokens(
         scaling = {"signal": "work", "scalerAddress": address,
                    "targetDrainSeconds": TARGET_DRAIN_SECONDS,
                    "tokensPerSecond": TOKENS_PER_SECOND}  # fmt: skip
+        # KEDA asks the scaler for its metric spec when it builds the HPA; with the tiers'
+        # Kafka triggers beside it, a scaler not yet serving would leave the work metric out
+        # of the HPA (KEDA builds it from the triggers that answer) instead of a retry.
+        wait_for("the scaler serving", lambda: _serving(address), timeout=60)
         result = kubectl_apply(cluster, _agent(namespace, capability, scaling))
         assert result.returncode == 0, result.stderr
         # (one per retry tier, which only wakes the agent, then the work trigger)
@@ -122,7 +135,7 @@ def test_an_agent_scaled_on_pending_work_is_scaled_by_keda_on_tokens(
             "KEDA's HPA", lambda: get(cluster, "hpa", namespace, "keda-hpa-planner"), timeout=60
         )
         metrics = hpa["spec"]["metrics"]
-        assert [m["type"] for m in metrics] == ["External"] * 3
+        assert [m["type"] for m in metrics] == ["External"] * 3, metrics  # 2 tiers, work
         assert metrics[-1]["external"]["metric"]["name"].endswith("pending-work-seconds")
 
         # 100 tiny tasks are 500 tokens, 5 s of one replica's work: one replica (lag 100
