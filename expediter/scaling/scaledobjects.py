@@ -24,7 +24,7 @@ from expediter.scaling.fallback import parse_fallback
 from expediter.scaling.simulating import ScaledObjectSpec
 from expediter.scaling.triggering import KafkaTrigger, parse_trigger
 
-__all__ = ["ScaledObjectManifest", "read_scaled_object"]
+__all__ = ["ScaledObjectManifest", "read_scaled_object", "read_spec"]
 
 _NUMBERS = {
     "minReplicaCount": ("min_replica_count", 0),
@@ -56,6 +56,27 @@ def read_scaled_object(document: Mapping[str, Any]) -> ScaledObjectManifest:
     where = f"ScaledObject/{name or '?'}"
     spec = _mapping(document.get("spec"), f"{where}.spec")
     problems: list[str] = []
+    scaled = _spec(spec, where, problems)
+    trigger, metadata = _kafka_trigger(spec, where, problems)
+    if problems or scaled is None or trigger is None:
+        raise ConfigurationError("\n".join(problems))
+    namespace = meta.get("namespace")
+    return ScaledObjectManifest(name, None if namespace is None else str(namespace), trigger,
+                                scaled, metadata)  # fmt: skip
+
+
+def read_spec(spec: Mapping[str, Any], where: str) -> ScaledObjectSpec:
+    """A ScaledObject's ``spec`` fields that scale, with KEDA's defaults for what is left out;
+    ``where`` (``ScaledObject/<name>``) prefixes each problem. ConfigurationError lists every
+    problem. The local supervisor reads keda/ with it (its triggers it reads itself)."""
+    problems: list[str] = []
+    scaled = _spec(spec, where, problems)
+    if problems or scaled is None:
+        raise ConfigurationError("\n".join(problems))
+    return scaled
+
+
+def _spec(spec: Mapping[str, Any], where: str, problems: list[str]) -> ScaledObjectSpec | None:
     numbers: dict[str, int] = {}
     for key, (attribute, default) in _NUMBERS.items():
         value = spec.get(key, default)
@@ -75,19 +96,14 @@ def read_scaled_object(document: Mapping[str, Any]) -> ScaledObjectManifest:
         fallback = parse_fallback(spec.get("fallback"), where=f"{where}.spec.fallback")
     except ConfigurationError as exc:
         problems += str(exc).splitlines()
-    trigger, metadata = _kafka_trigger(spec, where, problems)
-    scaled: ScaledObjectSpec | None = None
-    if not problems:
-        try:
-            scaled = ScaledObjectSpec(**numbers, behavior=behavior, fallback=fallback,
-                                      where=f"{where}.spec")  # fmt: skip
-        except ConfigurationError as exc:
-            problems += str(exc).splitlines()
-    if problems or scaled is None or trigger is None:
-        raise ConfigurationError("\n".join(problems))
-    namespace = meta.get("namespace")
-    return ScaledObjectManifest(name, None if namespace is None else str(namespace), trigger,
-                                scaled, metadata)  # fmt: skip
+    if problems:
+        return None
+    try:
+        return ScaledObjectSpec(**numbers, behavior=behavior, fallback=fallback,
+                                where=f"{where}.spec")  # fmt: skip
+    except ConfigurationError as exc:
+        problems += str(exc).splitlines()
+        return None
 
 
 def _kafka_trigger(

@@ -29,23 +29,15 @@ from expediter.messaging import TopicNames
 from expediter.scaling import (
     KafkaTrigger,
     ScaledObjectSpec,
-    parse_behavior,
-    parse_fallback,
     parse_trigger,
 )
+from expediter.scaling.scaledobjects import read_spec
 from expediter.scaling.working import ExternalTrigger, parse_external_trigger
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "ScaledAgent", "read_scaled_agents", "select_agents"]
 
 DEFAULT_GRACE_SECONDS = 30
 """Kubernetes' default terminationGracePeriodSeconds, when no Deployment says otherwise."""
-_SPEC_KEYS = {
-    "minReplicaCount": ("min_replica_count", 0),
-    "maxReplicaCount": ("max_replica_count", 100),
-    "pollingInterval": ("polling_interval", 30),
-    "cooldownPeriod": ("cooldown_period", 300),
-    "initialCooldownPeriod": ("initial_cooldown_period", 0),
-}
 _POD_ENV = ("EXPEDITER_DRAIN_SECONDS", "EXPEDITER_HARD_DEADLINE_SECONDS")
 """Deployment env values a local replica takes too (unless the environment sets them)."""
 
@@ -240,19 +232,7 @@ def _kafka_trigger(name: str, n: int, document: Mapping[str, Any]) -> tuple[Kafk
 
 
 def _spec(name: str, spec: Mapping[str, Any]) -> ScaledObjectSpec:
-    values: dict[str, int] = {}
-    for key, (attribute, default) in _SPEC_KEYS.items():
-        value = spec.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigurationError(f"ScaledObject/{name}.spec.{key} must be a whole number")
-        values[attribute] = value
-    advanced = _mapping(spec.get("advanced"), "spec.advanced")
-    hpa = _mapping(advanced.get("horizontalPodAutoscalerConfig"), "horizontalPodAutoscalerConfig")
-    behavior = parse_behavior(hpa.get("behavior"), where=f"ScaledObject/{name}.behavior")
-    fallback = parse_fallback(spec.get("fallback"), where=f"ScaledObject/{name}.spec.fallback")
-    return ScaledObjectSpec(
-        **values, behavior=behavior, fallback=fallback, where=f"ScaledObject/{name}.spec"
-    )
+    return read_spec(spec, f"ScaledObject/{name}")
 
 
 def _deployment(root: Path, target: str) -> tuple[str, int, dict[str, str]]:

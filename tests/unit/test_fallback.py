@@ -205,6 +205,9 @@ def test_keda_simulate_prints_failed_steps(tmp_path: Path) -> None:
 def test_a_project_scaled_object_reads_with_its_fallback() -> None:
     document = yaml.safe_load((ROOT / "keda" / "action.yaml").read_text())
     document["spec"]["fallback"] = {"failureThreshold": 3, "replicas": 2}
+    # The lag trigger: the engine reads one (the retry tiers' triggers follow it in keda/).
+    assert [t["name"] for t in document["spec"]["triggers"]][1:] == ["retry-10s", "retry-60s"]
+    document["spec"]["triggers"] = document["spec"]["triggers"][:1]
     manifest = read_scaled_object(document)
     assert (manifest.name, manifest.namespace) == ("action", "expediter")
     assert manifest.spec.fallback == Fallback(3, 2)
