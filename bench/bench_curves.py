@@ -39,7 +39,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import emit, task_event
+from common import count_until, emit, task_event
 
 from expediter.dev import provided_broker
 from expediter.events import OutgoingRecord, to_record
@@ -81,18 +81,6 @@ async def produce(settings: KafkaSettings, topic: str, records: list[OutgoingRec
         await p.flush()
 
 
-async def read_all(settings: KafkaSettings, topic: str, count: int) -> float:
-    """Read ``topic`` read_committed until ``count`` records; the monotonic time of the last."""
-    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest",
-                                isolation_level="read_committed")  # fmt: skip
-    seen = 0
-    async with connected(consumer, settings):
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            seen += sum(len(b) for b in batches.values())
-    return time.monotonic()
-
-
 async def stable_members(settings: KafkaSettings, group: str) -> int:
     """How many members the group has while it is Stable (0 while it rebalances or is empty)."""
     async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
@@ -105,7 +93,7 @@ async def stable_members(settings: KafkaSettings, group: str) -> int:
 async def timed(settings: KafkaSettings, tasks: str, out: str, count: int) -> float:
     """Tasks per second from the first send until every output record is read."""
     records = encoded(count)
-    reader = asyncio.create_task(read_all(settings, out, count))
+    reader = asyncio.create_task(count_until(settings, out, count))
     started = time.monotonic()
     await produce(settings, tasks, records)
     return count / (await reader - started)

@@ -39,7 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from breakdown import medians, trace_id
-from common import emit, percentiles, task_event
+from common import count_until, emit, percentiles, task_event
 
 from expediter import load_agent
 from expediter.dev import provided_broker
@@ -84,18 +84,6 @@ async def fill(settings: KafkaSettings, topic: str, count: int) -> int:
             await p.send(topic, record.value, key=record.key, headers=record.headers)
         await p.flush()
     return size
-
-
-async def count_until(settings: KafkaSettings, topic: str, count: int) -> float:
-    """Read ``topic`` (read_committed) until ``count`` records; the monotonic time of the last."""
-    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest",
-                                isolation_level="read_committed")  # fmt: skip
-    seen = 0
-    async with connected(consumer, settings):
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            seen += sum(len(b) for b in batches.values())
-    return time.monotonic()
 
 
 def worker_settings(names: TopicNames) -> WorkerSettings:

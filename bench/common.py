@@ -1,4 +1,5 @@
-"""What the benches share: the last-line JSON output, a typical task, and percentiles.
+"""What the benches share: the last-line JSON output, a typical task, percentiles, and a
+read_committed count of a topic's records.
 
 Imported by the bench_*.py scripts (run as ``python bench/<name>.py``, so bench/ is on the path).
 """
@@ -7,9 +8,14 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
 from expediter.events import Producer, TaskEvent
+from expediter.messaging import client_options, connected
+from expediter.settings import KafkaSettings
 
 
 def emit(document: dict[str, Any]) -> None:
@@ -30,3 +36,15 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     """p50 and p99 of ``samples``."""
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def count_until(settings: KafkaSettings, topic: str, count: int) -> float:
+    """Read ``topic`` (read_committed) until ``count`` records; the monotonic time of the last."""
+    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest",
+                                isolation_level="read_committed")  # fmt: skip
+    seen = 0
+    async with connected(consumer, settings):
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            seen += sum(len(b) for b in batches.values())
+    return time.monotonic()
