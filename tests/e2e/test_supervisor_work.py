@@ -8,11 +8,9 @@ the record count; ``watch --once --json`` shows the work metric beside the lag.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from expediter.events import to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.scaling.estimating import EXPECTED_TOKENS_HEADER
 from expediter.supervising import read_state
+from tests.e2e.supervising import until
 from tests.support import cli, create_topics, spawn, task, terminate
 
 pytestmark = pytest.mark.slow
@@ -67,13 +66,6 @@ async def _produce(kafka: Broker, topic: str, costs: list[int], sleep: float) ->
         await p.flush()
 
 
-async def _until(what: str, condition: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        await asyncio.sleep(0.2)
-
-
 async def test_up_scales_on_pending_tokens_and_watch_shows_the_work_metric(
     kafka: Broker, tmp_path: Path
 ) -> None:
@@ -97,12 +89,12 @@ async def test_up_scales_on_pending_tokens_and_watch_shows_the_work_metric(
         return None if state is None else state.agents[0]
 
     try:
-        await _until("the supervisor polls", lambda: (a := agent()) and a.polled_at, 60)
+        await until("the supervisor polls", lambda: (a := agent()) and a.polled_at, 60)
         assert agent().desired == 0
         # Two tasks of 1,500 tokens that take a while: 30 s of one replica's work, capped at
         # one replica a task, so 2 replicas (lag 2 would be one replica at lagThreshold 2).
         await _produce(kafka, names.tasks("probe"), [1500, 1500], sleep=30)
-        await _until("scaled on the work", lambda: agent().desired == 2, 60)
+        await until("scaled on the work", lambda: agent().desired == 2, 60)
         seen = agent()
         assert seen.work_tokens == 3000
         assert seen.work_metric == 2 * TARGET_DRAIN_SECONDS  # capped: one replica a task
