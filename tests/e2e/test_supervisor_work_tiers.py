@@ -27,7 +27,8 @@ from expediter.events import ResultEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.supervising import read_state
 from expediter.worker.delaying import RetryTiers
-from tests.e2e.test_supervisor_work import PROBE, _until
+from tests.e2e.supervising import until
+from tests.e2e.test_supervisor_work import PROBE
 from tests.support import cli, create_topics, produce, read, spawn, task, terminate
 
 pytestmark = pytest.mark.slow
@@ -86,10 +87,10 @@ async def test_up_wakes_a_work_alone_agent_for_a_task_in_its_retry_tier(
 
     waiting = task(0, "wf-tier")
     try:
-        await _until("the supervisor polls", lambda: (a := agent()) and a.polled_at, 60)
+        await until("the supervisor polls", lambda: (a := agent()) and a.polled_at, 60)
         assert agent().desired == 0
         await produce(kafka.settings, tiers[0].topic, [waiting])  # the task topic stays empty
-        await _until("woken by the tier's trigger", lambda: agent().replicas >= 1, 30)
+        await until("woken by the tier's trigger", lambda: agent().replicas >= 1, 30)
         # No pending work on the task topic: the tier keeps one replica, no more.
         assert agent().desired == 1
         assert agent().work_tokens == 0
@@ -101,6 +102,6 @@ async def test_up_wakes_a_work_alone_agent_for_a_task_in_its_retry_tier(
         (result,) = [decode(r.value, ResultEvent) for r in results]
         assert result.task_id == waiting.event_id
         assert result.status == "succeeded"
-        await _until("back to 0 after the cooldown", lambda: agent().replicas == 0, 60)
+        await until("back to 0 after the cooldown", lambda: agent().replicas == 0, 60)
     finally:
         assert terminate(up) == 0, output.read_text()[-3000:]
