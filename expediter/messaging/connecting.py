@@ -7,6 +7,8 @@ start fails, asks the broker once more over a single connection to tell the two 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthentication
 
 from expediter.errors import AuthenticationError, BrokerUnavailableError, ConfigurationError
 from expediter.settings import KafkaSettings
+
+log = logging.getLogger("expediter.messaging")
 
 __all__ = ["client_options", "connected"]
 
@@ -97,11 +101,18 @@ async def _diagnose(settings: KafkaSettings, options: dict[str, Any]) -> Excepti
 
 
 @asynccontextmanager
-async def connected(client: ClientT, settings: KafkaSettings) -> AsyncIterator[ClientT]:
+async def connected(
+    client: ClientT, settings: KafkaSettings, *, stop_seconds: float | None = None
+) -> AsyncIterator[ClientT]:
     """Start ``client``, yield it, and always stop it.
 
     A failed start raises :class:`AuthenticationError` (permanent) or
     :class:`BrokerUnavailableError` (retriable) instead of aiokafka's generic error.
+    ``stop_seconds`` bounds the stop: a consumer's stop waits for a JoinGroup in flight, which
+    the broker holds until every member of the group rejoined or timed out (a member killed
+    with -9: its whole session timeout). Past the bound the stop is abandoned, and the broker
+    drops the member after its session timeout; the worker uses it so that SIGTERM during a
+    rebalance still ends within the drain budget.
     """
     try:
         await client.start()
@@ -111,7 +122,16 @@ async def connected(client: ClientT, settings: KafkaSettings) -> AsyncIterator[C
     try:
         yield client
     finally:
-        await _stop(client)
+        if stop_seconds is None:
+            await _stop(client)
+        else:
+            try:
+                await asyncio.wait_for(_stop(client), stop_seconds)
+            except TimeoutError:
+                log.warning(
+                    "the Kafka client did not stop within %.0fs (a group rebalance in flight); "
+                    "left to the broker's session timeout", stop_seconds,
+                )  # fmt: skip
 
 
 async def _stop(client: _Startable) -> None:

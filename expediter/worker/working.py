@@ -65,6 +65,8 @@ T = TypeVar("T")
 _LAG_EVERY = 5.0
 _IDLE_SECONDS = 1.0
 """A partition with no batch for this long may get its position committed past markers."""
+_CONSUMER_STOP_SECONDS = 5.0
+"""Leaving the group takes milliseconds; only a JoinGroup held by the broker takes longer."""
 
 
 class _LedgerTools(ToolCallerFactory):
@@ -204,7 +206,8 @@ class Worker:
             heartbeat.add_done_callback(self._part_done("registry heartbeat"))
             stack.push_async_callback(_cancelled, heartbeat)
             consumer = self._consumer(options)
-            await self._phase("join", stack.enter_async_context(connected(consumer, self.kafka)))
+            if not await self._phase("join", self._join(stack, consumer)):
+                return  # asked to stop before the group let it in: nothing was consumed
             self.health.mark_warm()
             # What start-up built (modules, the model, pydantic schemas) lives as long as the
             # process: move it out of the collector's way, so that the collections that tasks'
@@ -228,6 +231,26 @@ class Worker:
                 await asyncio.gather(committer, return_exceptions=True)
         if self._crash is not None:
             raise self._crash
+
+    async def _join(self, stack: AsyncExitStack, consumer: AIOKafkaConsumer) -> bool:
+        """Start the consumer (aiokafka waits for its first assignment); False when a stop was
+        asked first. The broker holds a JoinGroup until every member rejoined or timed out (one
+        killed with -9: its whole session timeout), so a SIGTERM then must not wait for it, and
+        the consumer's stop, which waits for the JoinGroup in flight, is bounded too."""
+        joined = connected(consumer, self.kafka, stop_seconds=_CONSUMER_STOP_SECONDS)
+        entering = asyncio.ensure_future(stack.enter_async_context(joined))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({entering, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if entering.done():
+            entering.result()  # a failed start raises here
+            return True
+        entering.cancel()
+        await asyncio.gather(entering, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), _CONSUMER_STOP_SECONDS)
+        self.log.info("stopped before joining the group")
+        return False
 
     async def _phase(self, name: str, work: Awaitable[T]) -> T:
         started = time.monotonic()

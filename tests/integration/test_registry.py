@@ -109,3 +109,42 @@ async def test_submit_warns_when_no_live_agent_serves_the_capability(kafka: Brok
     assert submitted.returncode == 0, submitted.stderr
     assert "no live agent serves probe" in submitted.stderr
     assert json.loads(submitted.stdout)["target"] == "probe", "stdout stays one JSON document"
+
+
+@pytest.mark.slow
+async def test_sigterm_while_the_group_waits_for_a_killed_member_stops_in_time(
+    kafka: Broker, tmp_path: Path
+) -> None:
+    """A worker killed with -9 stays a member of its group until its session timeout (45 s):
+    the broker holds the next member's JoinGroup until then. SIGTERM to that next member must
+    still end it cleanly within its drain budget (30 s), not at the hard deadline (exit 70):
+    found in a CI run of the test above, where the killed card's worker was still a member."""
+    names = TopicNames(f"g{uuid.uuid4().hex[:8]}.")
+    await create_topics(kafka.settings, names, "probe")
+    env = _env(kafka, names)
+    first = spawn(["worker", str(PROBE), "--instance", "first"], env, tmp_path / "first.log")
+    second = None
+    try:
+
+        async def live(instance: str) -> bool:
+            cards = (await read_registry(kafka.settings, names)).live()
+            return instance in [c.instance for c in cards]
+
+        await _until(lambda: live("first"))
+        await asyncio.sleep(3)  # the first holds its partitions (it registers before it joins)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        second = spawn(["worker", str(PROBE), "--instance", "second"], env, tmp_path / "2.log")
+        await _until(lambda: live("second"))
+        await asyncio.sleep(3)  # its JoinGroup is now held for the killed member
+        started = time.monotonic()
+        code = terminate(second, timeout=60)
+        took = time.monotonic() - started
+        print((tmp_path / "2.log").read_text()[-3000:])
+        assert code == 0, f"exit {code} after {took:.1f}s (70: the hard deadline ended a hang)"
+        assert took < 30
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
