@@ -5,6 +5,7 @@ Every test works under its own prefix, so that tests can share the session broke
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -88,10 +89,18 @@ async def test_kafka_knows_every_config_the_catalog_accepts(kafka: Broker, topic
         AIOKafkaAdminClient(**client_options(kafka.settings)), kafka.settings
     ) as a:
         await a.create_topics([NewTopic(topic_name, 1, 1)])
-        (response,) = await a.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
-        )
-    known = {entry[0] for entry in response.resources[0][4]}
+        # A topic created a moment ago may describe with no entries yet on a busy broker (seen
+        # in a CI run): ask again until the broker lists its configs.
+        known: set[str] = set()
+        for _ in range(50):
+            (response,) = await a.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic_name)]
+            )
+            known = {entry[0] for entry in response.resources[0][4]}
+            if known:
+                break
+            await asyncio.sleep(0.2)
+    assert known, "the broker described no config of a topic it created"
     assert not KAFKA_TOPIC_CONFIGS - known, "the catalog accepts configs this Kafka lacks"
 
 
