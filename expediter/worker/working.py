@@ -207,7 +207,11 @@ class Worker:
             stack.push_async_callback(_cancelled, heartbeat)
             consumer = self._consumer(options)
             if not await self._phase("join", self._join(stack, consumer)):
-                return  # asked to stop before the group let it in: nothing was consumed
+                # Asked to stop before the group let it in: nothing was consumed. A part that
+                # crashed (and so asked for the stop) still fails the run.
+                if self._crash is not None:
+                    raise self._crash
+                return
             self.health.mark_warm()
             # What start-up built (modules, the model, pydantic schemas) lives as long as the
             # process: move it out of the collector's way, so that the collections that tasks'
