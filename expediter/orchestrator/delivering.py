@@ -9,8 +9,16 @@ ended) and commits, offsets included: the records that caused the lost writes co
 and a workflow waits for a task that was never published, or loses its table update.
 
 So each record sent in a transaction keeps its delivery future, by transactional id
-(:meth:`Producer.send`), and :meth:`Producer.commit_transactions` awaits them all, under the
-lock that Faust's sends to that transaction take, so no record can slip in between. If one
+(:meth:`Producer.send`, :meth:`Producer.send_together`), and
+:meth:`Producer.commit_transactions` awaits them all, under the lock that Faust's sends to that
+transaction take, so no record can slip in between.
+
+A handled record's writes (its table update, the next tasks, its events, its completion) go in
+with :meth:`Producer.send_together`: one hold of that lock for all of them. Sent one by one,
+a commit could run between two of them (each send awaits the lock): it would commit the table
+update without the events, and without the handled record's offset. The next owner reads the
+record again, finds the table already past it, and never sends the events; a kill -9 at that
+moment left a workflow that never completed. If one
 failed, the transaction is aborted and the app crashes: the process exits non-zero, and the
 next one (a restart, or another replica after the rebalance) reads the records again from the
 last committed offset. Crashing, not retrying in place: the handled records have already
@@ -34,15 +42,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from expediter.errors import BrokerError
+from expediter.events import OutgoingRecord
 from expediter.messaging.coordinating import PatientProducer
 
-__all__ = ["Producer", "UndeliveredError", "delivered"]
+__all__ = ["Producer", "UndeliveredError", "Write", "delivered"]
 
 log = logging.getLogger("expediter.orchestrator")
 
@@ -68,6 +79,15 @@ async def delivered(futures: Iterable[Awaitable[Any]], transaction: str) -> None
             f"transaction {transaction}: {len(failures)} of {len(outcomes)} records were not "
             f"delivered (first: {failures[0]!r}); aborted, and the records will be handled again"
         ) from failures[0]
+
+
+class Write(NamedTuple):
+    """One record that handling a record writes: its topic, and its partition when it must be
+    that one (a table's changelog partition is the handled record's)."""
+
+    topic: str
+    record: OutgoingRecord
+    partition: int | None = None
 
 
 class Producer(faust_aiokafka.Producer):
@@ -96,6 +116,28 @@ class Producer(faust_aiokafka.Producer):
         if transactional_id:
             self._deliveries[transactional_id].append(future)
         return future
+
+    async def send_together(self, transactional_id: str, writes: Sequence[Write]) -> None:
+        """Enqueue ``writes`` in the transaction ``transactional_id`` as one unit: its commit
+        takes the same lock, so it comes before all of them or after all of them."""
+        if not writes:
+            return
+        producer = self._transaction_producers.get(transactional_id)
+        if producer is None:
+            raise ProducerSendError(f"no transaction producer for {transactional_id}")
+        async with self._trn_locks[transactional_id]:
+            futures = self._deliveries[transactional_id]
+            try:
+                for write in writes:
+                    record = write.record
+                    futures.append(await producer.send(
+                        write.topic, record.value, key=record.key, partition=write.partition,
+                        headers=list(record.headers),
+                    ))  # fmt: skip
+            except KafkaError as exc:
+                # The app crashes on it (the agent does not catch it); what was enqueued
+                # before is aborted with the transaction.
+                raise ProducerSendError(f"{transactional_id}: not enqueued: {exc!r}") from exc
 
     @property
     def _producer_type(self) -> type[PatientProducer]:

@@ -15,8 +15,9 @@
   producer, unflushed at commit time. A kill -9 then loses some workflows and completes others
   twice. So every write here names the transaction of the record being handled
   (:func:`_transaction_of`), and the table writes its changelog the same way
-  (:class:`WorkflowTable`); Faust's commit (offsets, then commit, under the same lock) makes
-  each handled record's writes and its offset one atomic unit. Which offset of a partition
+  (:class:`WorkflowTable`). A record's writes are decided first and enqueued together, under
+  the lock that Faust's commit (offsets, then commit) takes too, which makes each handled
+  record's writes and its offset one atomic unit. Which offset of a partition
   may commit is worked out by :mod:`expediter.orchestrator.consuming` (Faust's own rule can
   stop committing a partition for good after a rebalance), and a transaction commits only once
   every record in it was delivered (:mod:`expediter.orchestrator.delivering`; aiokafka commits
@@ -75,6 +76,7 @@ from expediter.messaging import TopicNames, client_options
 from expediter.messaging.topology import partition_for_key
 from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.deadlettering import Unhandled, dead_letter
+from expediter.orchestrator.delivering import Producer, Write
 from expediter.orchestrator.discovering import REFRESH_SECONDS, Discovery
 from expediter.orchestrator.retiring import RecentlyRetired, RetentionIndex, retire_at
 from expediter.orchestrator.scheduling import DeadlineIndex, Due
@@ -167,34 +169,22 @@ def build_app(
     async def refresh_registry() -> None:
         await discovery.refresh()
 
-    async def send(
-        event: Any, topic: str, record: OutgoingRecord, partition: int | None = None
-    ) -> None:
-        # Only enqueued here. aiokafka would commit the transaction even if this record failed;
-        # the app's producer (expediter.orchestrator.delivering) keeps the delivery future and
-        # commits only once every record of the transaction arrived; otherwise it aborts and
-        # crashes the app, and the records are handled again after the restart.
-        await app.producer.send(
-            topic, record.key, record.value, partition, None, record.headers,
-            transactional_id=_transaction_of(app, event),
-        )  # fmt: skip
-
-    async def publish(event: Any, effects: Effects, trace: TraceParent) -> None:
+    def publish(writes: list[Write], effects: Effects, trace: TraceParent) -> None:
         for task in effects.tasks:
-            await send(event, names.tasks(task.capability), to_record(task, trace=trace.child()))
+            writes.append(Write(names.tasks(task.capability), to_record(task, trace=trace.child())))
         for change in effects.events:
-            await send(event, names.workflow_events, to_record(change, trace=trace.child()))
+            writes.append(Write(names.workflow_events, to_record(change, trace=trace.child())))
         if effects.completion is not None:
             completion = to_record(effects.completion, trace=trace.child())
-            await send(event, names.completed, completion)
+            writes.append(Write(names.completed, completion))
         for request in effects.requests:
             # Keyed by request id, compacted: the topic holds the open requests.
             record = to_record(request, trace=trace.child())
-            await send(event, names.approval_requests,
-                       record._replace(key=request.request_id.encode()))  # fmt: skip
+            writes.append(Write(names.approval_requests,
+                                record._replace(key=request.request_id.encode())))  # fmt: skip
         for request_id in effects.resolved:
             tombstone = OutgoingRecord(key=request_id.encode(), value=None, headers=[])  # type: ignore[arg-type]
-            await send(event, names.approval_requests, tombstone)
+            writes.append(Write(names.approval_requests, tombstone))
 
     def load(workflow_id: str) -> WorkflowState | None:
         value = table.get(workflow_id)
@@ -204,7 +194,7 @@ def build_app(
     retention = RetentionIndex(settings.finished_retention_seconds)
     retired = RecentlyRetired()
 
-    async def save(event: Any, state: WorkflowState) -> None:
+    def save(writes: list[Write], event: Any, state: WorkflowState) -> None:
         value = state.model_dump(mode="json")
         table[state.workflow_id] = value
         index.track(state.workflow_id, value)
@@ -212,9 +202,9 @@ def build_app(
         key, _ = table.changelog_topic.prepare_key(state.workflow_id, table.key_serializer)
         data, _ = table.changelog_topic.prepare_value(value, table.value_serializer)
         # The changelog partition is the table partition, which is the handled record's.
-        await send(event, table.changelog_topic.get_topic_name(),
-                   OutgoingRecord(key=key, value=data, headers=[]),
-                   partition=event.message.partition)  # fmt: skip
+        writes.append(Write(table.changelog_topic.get_topic_name(),
+                            OutgoingRecord(key=key, value=data, headers=[]),
+                            event.message.partition))  # fmt: skip
 
     def on_command(command: WorkflowCommand) -> Outcome:
         workflow = workflows.get(command.workflow)
@@ -267,7 +257,7 @@ def build_app(
             return None
         return state, apply_result(workflow, state, result, datetime.now(UTC))
 
-    async def retire(event: Any) -> None:
+    def retire(writes: list[Write], event: Any) -> None:
         """Delete the finished workflows of ``event``'s partition whose retention ended, in
         ``event``'s transaction (the changelog partition is the handled record's)."""
         partition = event.message.partition
@@ -283,16 +273,23 @@ def build_app(
             retired.add(workflow_id)
             key, _ = table.changelog_topic.prepare_key(workflow_id, table.key_serializer)
             tombstone = OutgoingRecord(key=key, value=None, headers=[])  # type: ignore[arg-type]
-            await send(event, table.changelog_topic.get_topic_name(), tombstone,
-                       partition=partition)  # fmt: skip
+            writes.append(Write(table.changelog_topic.get_topic_name(), tombstone, partition))
             log.debug("workflow %s left the table (finished, retention over)", workflow_id)
 
     async def handle(event: Any, model: type[Any], decide: Callable[[Any], Outcome]) -> None:
-        await decide_and_write(event, model, decide)
-        await retire(event)
+        # Decided first, then written as one unit: a commit of the record's transaction comes
+        # before all of its writes or after all of them (expediter.orchestrator.delivering).
+        # aiokafka would commit the transaction even if a record failed; the app's producer
+        # keeps each delivery future and commits only once every record arrived; otherwise it
+        # aborts and crashes the app, and the records are handled again after the restart.
+        writes: list[Write] = []
+        decide_and_write(writes, event, model, decide)
+        retire(writes, event)
+        producer = cast(Producer, app.producer)
+        await producer.send_together(_transaction_of(app, event), writes)
 
-    async def decide_and_write(
-        event: Any, model: type[Any], decide: Callable[[Any], Outcome]
+    def decide_and_write(
+        writes: list[Write], event: Any, model: type[Any], decide: Callable[[Any], Outcome]
     ) -> None:
         try:
             outcome = decide(decode(event.value, model))
@@ -304,12 +301,12 @@ def build_app(
             log.error("dead letter %s[%d]@%d (%s): %s", letter.source_topic,
                       letter.source_partition, letter.source_offset, letter.reason,
                       letter.detail)  # fmt: skip
-            await send(event, names.orchestrator_dlq, to_record(letter, trace=_trace(event)))
+            writes.append(Write(names.orchestrator_dlq, to_record(letter, trace=_trace(event))))
             return
         if outcome is not None:
             state, effects = outcome
-            await save(event, state)
-            await publish(event, effects, _trace(event))
+            save(writes, event, state)
+            publish(writes, effects, _trace(event))
 
     app.agent(commands, name=f"{APP_ID}.commands")(
         _handling(app, WorkflowCommand, on_command, handle)

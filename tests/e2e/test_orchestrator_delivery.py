@@ -15,17 +15,19 @@ import json
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from expediter.dev import Broker
-from expediter.events import WorkflowEvent, decode
+from expediter.events import OutgoingRecord, WorkflowEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
-from expediter.orchestrator.delivering import UndeliveredError, delivered
-from expediter.settings import KafkaSettings
+from expediter.orchestrator.delivering import Producer, UndeliveredError, Write, delivered
+from expediter.orchestrator.running import build_app
+from expediter.settings import KafkaSettings, OrchestratorSettings
 from tests.e2e.test_orchestrator import env, fleet, logs, orchestrator  # noqa: F401
 from tests.support import cli, read, terminate
 
@@ -110,3 +112,41 @@ async def test_a_failed_delivery_aborts_the_transaction_and_the_restart_complete
         for r in records
     )
     assert completions == {(workflow_id, "completed"): 1}
+
+
+async def test_a_commit_comes_before_or_after_all_of_a_handled_records_writes(
+    kafka: Broker, topic_name: str, tmp_path: Path
+) -> None:
+    """A commit that falls due while a handled record's writes are being enqueued waits for
+    all of them. Before the fix each write took the transaction's lock on its own, the commit
+    ran between two of them and committed the table update without the step's events; a
+    kill -9 right after left a workflow that never completed (a CI run lost one of 200)."""
+    async with connected(AIOKafkaAdminClient(**client_options(kafka.settings)),
+                         kafka.settings) as admin:  # fmt: skip
+        await admin.create_topics([NewTopic(topic_name, 1, 1)])
+    settings = OrchestratorSettings(data_dir=tmp_path, http_port=0, topic_prefix=topic_name)
+    producer = cast(Producer, build_app(kafka.settings, settings, {}).producer)
+    transaction = f"{topic_name}-0"
+    await producer.start()
+    try:
+        await producer.begin_transaction(transaction)
+        # The real producer, made to yield on each record as it does when its buffer is full.
+        aiokafka = producer._transaction_producers[transaction]
+        enqueue = aiokafka.send
+
+        async def slow_send(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.05)
+            return await enqueue(*args, **kwargs)
+
+        aiokafka.send = slow_send
+        record = OutgoingRecord(key=b"wf-1", value=b"{}", headers=[])
+        writes = [Write(topic_name, record._replace(value=b'{"n": %d}' % n)) for n in range(3)]
+        sending = asyncio.create_task(producer.send_together(transaction, writes))
+        await asyncio.sleep(0.01)  # the first write is on its way
+        source = TopicPartition(topic_name, 0)  # any partition: the offset is what commits
+        await producer.commit_transactions({transaction: {source: 0}}, f"{topic_name}-group")
+        assert sending.done(), "the commit ran while the record's writes were being enqueued"
+        committed = await read(kafka.settings, topic_name, until=lambda r: len(r) >= 3)
+        assert [r.value for r in committed] == [w.record.value for w in writes]
+    finally:
+        await producer.stop()
