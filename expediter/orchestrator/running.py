@@ -78,6 +78,7 @@ from expediter.orchestrator.consuming import Consumer, OrchestratorApp
 from expediter.orchestrator.deadlettering import Unhandled, dead_letter
 from expediter.orchestrator.delivering import Producer, Write
 from expediter.orchestrator.discovering import REFRESH_SECONDS, Discovery
+from expediter.orchestrator.recovering import Tables
 from expediter.orchestrator.retiring import RecentlyRetired, RetentionIndex, retire_at
 from expediter.orchestrator.scheduling import DeadlineIndex, Due
 from expediter.orchestrator.stepping import (
@@ -154,6 +155,7 @@ def build_app(
         ),
         broker_commit_interval=settings.commit_interval_seconds,
         Table=WorkflowTable,
+        TableManager=Tables,  # its recovery ends where the changelog's last record is
     )
     commands = app.topic(names.commands, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")  # fmt: skip
