@@ -19,9 +19,12 @@ tasks, results and completions (read_committed) and follows each workflow's trac
 ``critical_path_hops`` is the median number of Kafka hops on a workflow's critical path (4 for a
 clean field: command, task, the later parallel result, completion; 6 when the crop mapper
 runs), ``round_trip_p50_vs_floor`` is the round-trip p50 over (hops x raw one-way p50) (and the
-same with p99s), and ``stages_p50_ms`` the median time of each stage over the path: submit,
-orchestrator (fetch and stepping), orchestrator_commit (its transaction until the record is
-readable: the commit interval shows here), worker (fetch and handler), worker_commit.
+same with p99s); ``round_trip_p50_vs_exactly_once_floor`` the same over the floor the
+guarantees set (floors.py: one plain hop, the command, then hops - 1 transactional ones, each
+priced by a raw aiokafka transactional echo at the same rate); and ``stages_p50_ms`` the median
+time of each stage over the path: submit, orchestrator (fetch and stepping),
+orchestrator_commit (its transaction until the record is readable: the commit interval shows
+here), worker (fetch and handler), worker_commit.
 
 ``ratio`` = (2 x raw one-way p50) / (workflow round-trip p50): the round trip measured against
 the two broker hops a request-reply needs at the least; higher is better, and it is <= 1.
@@ -60,6 +63,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from breakdown import STAGES, Tap, critical_path, medians, stages, trace_id
 from common import percentiles
+from floors import exactly_once_echo
 
 from expediter.dev import provided_broker
 from expediter.events import Producer, WorkflowCommand, WorkflowEvent, decode, to_record
@@ -438,6 +442,10 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, tmp: Path) ->
     raw = await raw_one_way(settings, partitions, args.rate, args.latency_count, args.timeout)
     raw50, raw99 = percentiles(raw)
     say(phase="raw", one_way_p50_ms=round(raw50, 2))
+    echo = await exactly_once_echo(settings, partitions=partitions, rate=args.rate,
+                                   count=args.latency_count, timeout=args.timeout)  # fmt: skip
+    echo50, echo99 = percentiles(echo)
+    say(phase="exactly-once echo", p50_ms=round(echo50, 2))
     return {
         "bench": "orchestrator",
         "workflow": WORKFLOW,
@@ -455,16 +463,22 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, tmp: Path) ->
         "failed": t_failed + l_failed,
         "raw_one_way_p50_ms": round(raw50, 2),
         "raw_one_way_p99_ms": round(raw99, 2),
-        **path_fields(measured, (rt50, rt99), (raw50, raw99)),
+        "exactly_once_echo_p50_ms": round(echo50, 2),
+        "exactly_once_echo_p99_ms": round(echo99, 2),
+        **path_fields(measured, (rt50, rt99), (raw50, raw99), (echo50, echo99)),
         "ratio": round(2 * raw50 / rt50, 4),
     }
 
 
 def path_fields(
-    measured: Latency, trip: tuple[float, float], raw: tuple[float, float]
+    measured: Latency,
+    trip: tuple[float, float],
+    raw: tuple[float, float],
+    echo: tuple[float, float],
 ) -> dict[str, Any]:
-    """The critical path's hops, the round trip against hops x raw one-way (p50 and p99), and
-    the median time of each stage (breakdown.STAGES) over the traced workflows."""
+    """The critical path's hops, the round trip against hops x raw one-way and against the
+    exactly-once floor (p50 and p99), and the median time of each stage (breakdown.STAGES) over
+    the traced workflows."""
     if not measured.hops:
         return {"critical_path_hops": None, "traced": 0}
     hops = statistics.median(measured.hops.values())
@@ -473,6 +487,8 @@ def path_fields(
         for kind in ("clean", "pests")
     }
     floor50, floor99 = hops * raw[0], hops * raw[1]
+    # The command is a plain hop; the tasks, results and the completion are transactional.
+    eo50, eo99 = (r + (hops - 1) * max(0.0, e - r) for r, e in zip(raw, echo, strict=True))
     spent = medians(measured.stages)
     return {
         "critical_path_hops": hops,
@@ -483,6 +499,10 @@ def path_fields(
         "round_trip_p50_vs_floor": round(trip[0] / floor50, 2),
         "hops_floor_p99_ms": round(floor99, 2),
         "round_trip_p99_vs_floor": round(trip[1] / floor99, 2),
+        "exactly_once_floor_p50_ms": round(eo50, 2),
+        "round_trip_p50_vs_exactly_once_floor": round(trip[0] / eo50, 2),
+        "exactly_once_floor_p99_ms": round(eo99, 2),
+        "round_trip_p99_vs_exactly_once_floor": round(trip[1] / eo99, 2),
         "stages_p50_ms": {name: spent[name] for name in STAGES},
     }
 

@@ -8,6 +8,9 @@
   ``throughput_ratio`` = median worker / median raw (the target is >= 0.7).
 - Latency: tasks at a fixed low rate; hop latency = result received - task sent. The baseline
   is raw produce-to-consume at the same rate. ``latency_ratio`` = worker p50 / raw p50.
+  ``floor_p50_ms`` is the same hop with the worker's guarantees and nothing else (floors.py: a
+  raw aiokafka transactional echo, read_committed at both ends); ``latency_vs_floor`` = worker
+  p50 / floor p50, what the worker adds to what exactly-once costs.
   ``hop_stages_p50_ms`` splits the hop by each task's trace (breakdown.py, HOP_STAGES): fetch,
   handler, publish, commit.
 - Memory: peak RSS (VmHWM) of a worker process without a model, and with Gemma 3 270M loaded
@@ -40,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from breakdown import medians, trace_id
 from common import count_until, emit, percentiles, task_event
+from floors import exactly_once_echo
 
 from expediter import load_agent
 from expediter.dev import provided_broker
@@ -302,9 +306,14 @@ async def main(args: argparse.Namespace) -> None:
         hops, hop_parts = await worker_latency(settings, args.rate, args.seconds)
         w50, w99 = percentiles(hops)
         r50, r99 = percentiles(await raw_latency(settings, args.rate, args.seconds))
+        echo = await exactly_once_echo(
+            settings, partitions=PARTITIONS, rate=args.rate, count=int(args.rate * args.seconds)
+        )
+        f50, f99 = percentiles(echo)
         parts = medians(hop_parts)
         emit({"phase": "latency", "worker_p50_ms": round(w50, 2), "worker_p99_ms": round(w99, 2),
               "raw_p50_ms": round(r50, 2), "raw_p99_ms": round(r99, 2),
+              "floor_p50_ms": round(f50, 2), "floor_p99_ms": round(f99, 2),
               "hop_stages_p50_ms": parts, "traced": len(hop_parts)})  # fmt: skip
         rss = await peak_rss_mb(settings, "rules")
         rss_llama = None if args.no_model else await peak_rss_mb(settings, "llama")
@@ -323,6 +332,10 @@ async def main(args: argparse.Namespace) -> None:
                 "raw_p50_ms": round(r50, 2),
                 "raw_p99_ms": round(r99, 2),
                 "latency_ratio": round(w50 / r50, 3),
+                "floor_p50_ms": round(f50, 2),
+                "floor_p99_ms": round(f99, 2),
+                "floor_vs_raw": round(f50 / r50, 3),
+                "latency_vs_floor": round(w50 / f50, 3),
                 "hop_stages_p50_ms": {name: parts.get(name) for name in HOP_STAGES},
                 "peak_rss_mb_no_model": rss,
                 "peak_rss_mb_gemma": rss_llama,
