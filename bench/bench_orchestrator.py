@@ -60,10 +60,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from breakdown import STAGES, Tap, critical_path, medians, stages, trace_id
 from common import percentiles
-from floors import exactly_once_echo
+from floors import exactly_once_echo, raw_one_way
 
 from expediter.dev import provided_broker
 from expediter.events import Producer, WorkflowCommand, WorkflowEvent, decode, to_record
@@ -353,61 +352,6 @@ async def traced_topics(settings: KafkaSettings, names: TopicNames) -> dict[str,
     }  # fmt: skip
 
 
-async def raw_one_way(
-    settings: KafkaSettings, partitions: int, rate: float, count: int, timeout: float
-) -> list[float]:
-    """One-way produce-to-consume latencies (ms) on a bare topic, ``rate`` records a second."""
-    topic = f"bench-orch-raw-{uuid.uuid4().hex[:8]}"
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    received: dict[bytes, float] = {}
-    consumer = AIOKafkaConsumer(
-        **client_options(settings), auto_offset_reset="earliest", enable_auto_commit=False
-    )
-
-    async def collect() -> None:
-        while True:
-            for records in (await consumer.getmany(timeout_ms=100)).values():
-                now = time.monotonic()
-                for r in records:
-                    received[r.value[:16]] = now
-
-    async def arrived(idents: set[bytes]) -> None:
-        deadline = time.monotonic() + timeout
-        while not idents <= received.keys():
-            if collector.done():
-                collector.result()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"raw: {len(idents - received.keys())} records never arrived")
-            await asyncio.sleep(0.01)
-
-    sent: dict[bytes, float] = {}
-    async with (
-        connected(consumer, settings),
-        connected(submitter_producer(settings), settings) as producer,
-    ):
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-        collector = asyncio.create_task(collect())
-        try:
-            # One record to each partition first: leaders known, connections and fetches warm.
-            warm = {uuid.uuid4().bytes: p for p in range(partitions)}
-            for ident, p in warm.items():
-                await producer.send_and_wait(topic, ident + b"warm-up", partition=p)
-            await arrived(set(warm))
-            started = time.monotonic()
-            for n in range(count):
-                ident = uuid.uuid4().bytes
-                sent[ident] = time.monotonic()
-                await producer.send_and_wait(topic, ident + b"x" * 284, key=b"wf-%d" % n)
-                await asyncio.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
-            await arrived(set(sent))
-        finally:
-            collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await collector
-    return [(received[k] - sent[k]) * 1000 for k in sent]
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -439,7 +383,8 @@ async def bench(settings: KafkaSettings, args: argparse.Namespace, tmp: Path) ->
     trips, pest_trips, l_failed = measured.trips, measured.pest_trips, measured.failed
     rt50, rt99 = percentiles(trips)
     say(phase="latency", p50_ms=round(rt50, 1), p99_ms=round(rt99, 1))
-    raw = await raw_one_way(settings, partitions, args.rate, args.latency_count, args.timeout)
+    raw = await raw_one_way(settings, partitions=partitions, rate=args.rate,
+                            count=args.latency_count, timeout=args.timeout)  # fmt: skip
     raw50, raw99 = percentiles(raw)
     say(phase="raw", one_way_p50_ms=round(raw50, 2))
     echo = await exactly_once_echo(settings, partitions=partitions, rate=args.rate,

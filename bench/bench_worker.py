@@ -7,7 +7,7 @@
   its transactions commit). They take turns for ``--rounds`` rounds, on fresh topics each;
   ``throughput_ratio`` = median worker / median raw (the target is >= 0.7).
 - Latency: tasks at a fixed low rate; hop latency = result received - task sent. The baseline
-  is raw produce-to-consume at the same rate. ``latency_ratio`` = worker p50 / raw p50.
+  is raw produce-to-consume at the same rate (floors.py). ``latency_ratio`` = worker p50 / raw p50.
   ``floor_p50_ms`` is the same hop with the worker's guarantees and nothing else (floors.py: a
   raw aiokafka transactional echo, read_committed at both ends); ``latency_vs_floor`` = worker
   p50 / floor p50, what the worker adds to what exactly-once costs.
@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from breakdown import medians, trace_id
 from common import count_until, emit, percentiles, task_event
-from floors import exactly_once_echo
+from floors import exactly_once_echo, raw_one_way
 
 from expediter import load_agent
 from expediter.dev import provided_broker
@@ -234,31 +234,6 @@ def hop_stages(sent: float, result: dict[str, float]) -> dict[str, float]:
     }
 
 
-async def raw_latency(settings: KafkaSettings, rate: float, seconds: float) -> list[float]:
-    topic = f"lr{uuid.uuid4().hex[:6]}.raw"
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    received: dict[bytes, float] = {}
-    total = int(rate * seconds)
-    consumer = AIOKafkaConsumer(topic, **client_options(settings), auto_offset_reset="earliest")
-
-    async def collect() -> None:
-        while len(received) < total:
-            for records in (await consumer.getmany(timeout_ms=100)).values():
-                for r in records:
-                    received[r.value[:16]] = time.monotonic()
-
-    def make(n: int) -> tuple[bytes, bytes, bytes, list[tuple[str, bytes]]]:
-        ident = uuid.uuid4().bytes
-        return ident, ident + b"x" * 284, b"wf-%d" % (n % 64), []
-
-    async with connected(consumer, settings):
-        collector = asyncio.create_task(collect())
-        sent = await paced(settings, topic, rate, seconds, make)
-        await asyncio.wait_for(collector, 60)
-    return [(received[k] - sent[k]) * 1000 for k in sent]
-
-
 async def peak_rss_mb(settings: KafkaSettings, engine: str) -> float | None:
     if engine == "llama" and importlib.util.find_spec("llama_cpp") is None:
         return None
@@ -305,10 +280,10 @@ async def main(args: argparse.Namespace) -> None:
         worker_rate, raw_rate = statistics.median(worker_rates), statistics.median(raw_rates)
         hops, hop_parts = await worker_latency(settings, args.rate, args.seconds)
         w50, w99 = percentiles(hops)
-        r50, r99 = percentiles(await raw_latency(settings, args.rate, args.seconds))
-        echo = await exactly_once_echo(
-            settings, partitions=PARTITIONS, rate=args.rate, count=int(args.rate * args.seconds)
-        )
+        count = int(args.rate * args.seconds)
+        raw = await raw_one_way(settings, partitions=PARTITIONS, rate=args.rate, count=count)
+        r50, r99 = percentiles(raw)
+        echo = await exactly_once_echo(settings, partitions=PARTITIONS, rate=args.rate, count=count)
         f50, f99 = percentiles(echo)
         parts = medians(hop_parts)
         emit({"phase": "latency", "worker_p50_ms": round(w50, 2), "worker_p99_ms": round(w99, 2),

@@ -1,5 +1,9 @@
-"""The latency floor of an exactly-once hop: what Kafka's transactions cost with nothing else.
+"""The baselines of a hop: raw one-way, and the floor of an exactly-once hop.
 
+``raw_one_way``: a record's produce-to-consume latency on a bare topic, a client's producer
+(acks=all, idempotent) and a plain consumer.
+
+``exactly_once_echo``: what Kafka's transactions cost with nothing else.
 A raw aiokafka echo with the guarantees the worker and the orchestrator keep, and no more: a
 read_committed consumer in a group, each fetched batch produced again in one transaction with
 its offsets (``send_offsets_to_transaction``), the output read back read_committed. A record's
@@ -17,8 +21,10 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from expediter.messaging import client_options, connected
@@ -28,6 +34,21 @@ RETRY_BACKOFF_MS = 10
 """The workers' and the orchestrator's producers retry after 10 ms (aiokafka's default: 100):
 a retriable answer, such as the previous transaction's markers still being written, is gone
 within milliseconds. The floor uses the same."""
+
+
+async def raw_one_way(
+    settings: KafkaSettings, *, partitions: int, rate: float, count: int, timeout: float = 60.0
+) -> list[float]:
+    """One-way produce-to-consume latencies (ms) on a bare topic, ``rate`` records a second."""
+    topic = f"raw{uuid.uuid4().hex[:8]}"
+    options = client_options(settings)
+    async with connected(AIOKafkaAdminClient(**options), settings) as admin:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    reader = AIOKafkaConsumer(**options, auto_offset_reset="earliest", enable_auto_commit=False)
+    async with connected(reader, settings):
+        reader.assign([TopicPartition(topic, p) for p in range(partitions)])
+        return await _timed(settings, topic, reader, partitions=partitions, rate=rate,
+                            count=count, timeout=timeout)  # fmt: skip
 
 
 async def exactly_once_echo(
@@ -49,8 +70,6 @@ async def exactly_once_echo(
     )
     reader = AIOKafkaConsumer(sink, **options, auto_offset_reset="earliest",
                               isolation_level="read_committed")  # fmt: skip
-    client = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
-    received: dict[bytes, float] = {}
 
     async def echoing() -> None:
         while True:
@@ -63,6 +82,32 @@ async def exactly_once_echo(
                         await echo.send(sink, r.value, key=r.key)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 await echo.send_offsets_to_transaction(offsets, group)
+
+    async with (connected(consumer, settings), connected(echo, settings),
+                connected(reader, settings)):  # fmt: skip
+        await consumer.getmany(timeout_ms=0)  # joined before the first record, as a worker is
+        while not consumer.assignment():
+            await asyncio.sleep(0.005)
+        return await _timed(settings, source, reader, partitions=partitions, rate=rate,
+                            count=count, timeout=timeout, beside=echoing())  # fmt: skip
+
+
+async def _timed(
+    settings: KafkaSettings,
+    topic: str,
+    reader: AIOKafkaConsumer,
+    *,
+    partitions: int,
+    rate: float,
+    count: int,
+    timeout: float,
+    beside: Coroutine[Any, Any, None] | None = None,
+) -> list[float]:
+    """Send records to ``topic`` (a client's producer: acks=all, idempotent) and time each until
+    ``reader`` reads it, or what ``beside`` (run meanwhile) made of it: both carry its first 16
+    bytes. One record to each partition first, not timed: leaders, connections, fetches and a
+    transaction's first partitions are a start-up cost, not a hop's."""
+    received: dict[bytes, float] = {}
 
     async def reading() -> None:
         while True:
@@ -78,28 +123,25 @@ async def exactly_once_echo(
                 if loop.done():
                     loop.result()  # its error, rather than a timeout
             if time.monotonic() > deadline:
-                raise TimeoutError(f"echo: {len(idents - received.keys())} records never came")
+                raise TimeoutError(f"{topic}: {len(idents - received.keys())} records never came")
             await asyncio.sleep(0.005)
 
+    client = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
     sent: dict[bytes, float] = {}
-    async with (connected(consumer, settings), connected(echo, settings),
-                connected(reader, settings), connected(client, settings)):  # fmt: skip
-        await consumer.getmany(timeout_ms=0)  # joined before the first record, as a worker is
-        while not consumer.assignment():
-            await asyncio.sleep(0.005)
-        loops = [asyncio.create_task(echoing()), asyncio.create_task(reading())]
+    async with connected(client, settings):
+        loops = [asyncio.create_task(reading())]
+        if beside is not None:
+            loops.append(asyncio.create_task(beside))
         try:
-            # One record to each partition first, not timed: the transaction's first partitions
-            # and coordinator lookups, and the connections, are a start-up cost, not a hop's.
             warm = {uuid.uuid4().bytes: p for p in range(partitions)}
             for ident, p in warm.items():
-                await client.send_and_wait(source, ident + b"warm-up", partition=p)
+                await client.send_and_wait(topic, ident + b"warm-up", partition=p)
             await arrived(set(warm))
             started = time.monotonic()
             for n in range(count):
                 ident = uuid.uuid4().bytes
                 sent[ident] = time.monotonic()
-                await client.send_and_wait(source, ident + b"x" * 284, key=b"wf-%d" % (n % 64))
+                await client.send_and_wait(topic, ident + b"x" * 284, key=b"wf-%d" % (n % 64))
                 await asyncio.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
             await arrived(set(sent))
         finally:
