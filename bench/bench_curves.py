@@ -39,7 +39,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import count_until, emit, task_event
+from common import count_until, emit, raw_echo, task_event
 
 from expediter.dev import provided_broker
 from expediter.events import OutgoingRecord, to_record
@@ -148,20 +148,7 @@ async def raw_point(settings: KafkaSettings, partitions: int, count: int) -> flo
                     connected(consumer, settings)):  # fmt: skip
             while not consumer.assignment():
                 await consumer.getmany(timeout_ms=100)
-
-            async def loop() -> None:
-                done = 0
-                while done < count:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                    for records in batches.values():
-                        for r in records:
-                            await producer.send(echo, r.value, key=r.key, headers=list(r.headers))
-                        done += len(records)
-                    if batches:
-                        await producer.flush()
-                        await consumer.commit()
-
-            echoing = asyncio.create_task(loop())
+            echoing = asyncio.create_task(raw_echo(consumer, producer, echo, count))
             try:
                 return await timed(settings, names.tasks("noop"), echo, count)
             finally:

@@ -42,7 +42,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from breakdown import medians, trace_id
-from common import count_until, emit, percentiles, task_event
+from common import count_until, emit, percentiles, raw_echo, task_event
 from floors import exactly_once_echo, raw_one_way
 
 from expediter import load_agent
@@ -129,16 +129,7 @@ async def raw_throughput(settings: KafkaSettings, count: int) -> float:
             while not consumer.assignment():
                 await asyncio.sleep(0.005)
             started = time.monotonic()
-            done = 0
-            while done < count:
-                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                for records in batches.values():
-                    for r in records:
-                        await producer.send(echo, r.value, key=r.key, headers=list(r.headers))
-                    done += len(records)
-                if batches:
-                    await producer.flush()
-                    await consumer.commit()
+            await raw_echo(consumer, producer, echo, count)
             # The same end as the worker's: when a reader has every output record.
             finished = await reader
     return count / (finished - started)

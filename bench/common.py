@@ -1,5 +1,5 @@
-"""What the benches share: the last-line JSON output, a typical task, percentiles, and a
-read_committed count of a topic's records.
+"""What the benches share: the last-line JSON output, a typical task, percentiles, a
+read_committed count of a topic's records, and the raw echo a worker is measured against.
 
 Imported by the bench_*.py scripts (run as ``python bench/<name>.py``, so bench/ is on the path).
 """
@@ -11,7 +11,7 @@ import statistics
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from expediter.events import Producer, TaskEvent
 from expediter.messaging import client_options, connected
@@ -48,3 +48,20 @@ async def count_until(settings: KafkaSettings, topic: str, count: int) -> float:
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             seen += sum(len(b) for b in batches.values())
     return time.monotonic()
+
+
+async def raw_echo(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str, count: int
+) -> None:
+    """The raw baseline of a worker: ``count`` records from ``consumer`` produced again to
+    ``topic``, each fetch flushed and its offsets committed (at-least-once, no transaction)."""
+    done = 0
+    while done < count:
+        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+        for records in batches.values():
+            for r in records:
+                await producer.send(topic, r.value, key=r.key, headers=list(r.headers))
+            done += len(records)
+        if batches:
+            await producer.flush()
+            await consumer.commit()
