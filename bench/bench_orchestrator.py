@@ -59,8 +59,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from breakdown import STAGES, Tap, critical_path, medians, stages, trace_id
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from breakdown import STAGES, Tail, Tap, critical_path, medians, stages, trace_id
 from common import percentiles
 from floors import exactly_once_echo, raw_one_way
 
@@ -138,8 +138,8 @@ def fleet(env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[byt
                 )
         yield procs
     except BaseException:
-        for log in sorted(logs.glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        for path in sorted(logs.glob("*.log")):
+            print(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}", file=sys.stderr)
         raise
     finally:
         stop(procs)
@@ -148,57 +148,32 @@ def fleet(env: dict[str, str], logs: Path) -> Iterator[list[subprocess.Popen[byt
 def check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
 
 
 # --- the clients ---------------------------------------------------------------------------
 
 
-class Completions:
+class Completions(Tail):
     """Reads ``workflows.completed`` (read_committed) from its end: id -> (when read, status)."""
 
     def __init__(self, settings: KafkaSettings, topic: str) -> None:
-        self.settings = settings
-        self.topic = topic
+        super().__init__(settings, [topic])
         self.seen: dict[str, tuple[float, str]] = {}
-        self._consumer = AIOKafkaConsumer(
-            **client_options(settings), enable_auto_commit=False, isolation_level="read_committed"
-        )
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Completions:
-        await self._consumer.start()
-        count = await partition_count(self._consumer._client, self.topic)
-        tps = [TopicPartition(self.topic, p) for p in range(count)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the positions now, before anything is sent
-            await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            for records in (await self._consumer.getmany(timeout_ms=200)).values():
-                now = time.monotonic()
-                for record in records:
-                    event = decode(record.value, WorkflowEvent)
-                    self.seen.setdefault(event.workflow_id, (now, event.status))
+    def on_fetch(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        now = time.monotonic()
+        for records in batches.values():
+            for record in records:
+                event = decode(record.value, WorkflowEvent)
+                self.seen.setdefault(event.workflow_id, (now, event.status))
 
     async def all_of(self, ids: set[str], timeout: float, procs: list[Any]) -> None:
         """Until every one of ``ids`` has completed; progress on stderr every 2 s."""
         deadline = time.monotonic() + timeout
         shown = time.monotonic()
         while not ids <= self.seen.keys():
-            if self._task is not None and self._task.done():
-                self._task.result()
+            self.check()
             check_alive(procs)
             if time.monotonic() > deadline:
                 missing = ids - self.seen.keys()

@@ -31,16 +31,16 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from expediter.events import trace_from_headers
 from expediter.messaging import client_options
 from expediter.messaging.topology import partition_count
 from expediter.settings import KafkaSettings
 
-__all__ = ["STAGES", "Seen", "Tap", "critical_path", "medians", "stages", "trace_id"]
+__all__ = ["STAGES", "Seen", "Tail", "Tap", "critical_path", "medians", "stages", "trace_id"]
 
 STAGES = ("submit", "orchestrator", "orchestrator_commit", "worker", "worker_commit")
 """The breakdown of a workflow's round trip, in ms, summed over its critical path."""
@@ -66,28 +66,28 @@ class Seen:
     value: dict[str, Any]
 
 
-class Tap:
-    """Reads ``topics`` (name -> kind) from their end, read_committed; records by trace id."""
+class Tail:
+    """Reads ``topics`` from their end (the positions resolved on entry, before anything is
+    sent), read_committed, in a task; a subclass handles each fetch in :meth:`on_fetch`."""
 
-    def __init__(self, settings: KafkaSettings, topics: dict[str, str]) -> None:
+    def __init__(self, settings: KafkaSettings, topics: Iterable[str]) -> None:
         self.settings = settings
-        self.topics = topics
-        self.by_trace: dict[str, list[Seen]] = defaultdict(list)
+        self._topics = list(topics)
         self._consumer = AIOKafkaConsumer(
             **client_options(settings), enable_auto_commit=False, isolation_level="read_committed"
         )
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Tap:
+    async def __aenter__(self) -> Self:
         await self._consumer.start()
         tps = [
             TopicPartition(topic, p)
-            for topic in self.topics
+            for topic in self._topics
             for p in range(await partition_count(self._consumer._client, topic))
         ]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the positions now, before anything is sent
+        for tp in tps:
             await self._consumer.position(tp)
         self._task = asyncio.create_task(self._read())
         return self
@@ -99,17 +99,38 @@ class Tap:
                 await self._task
         await self._consumer.stop()
 
+    def check(self) -> None:
+        """Raise what stopped the reading task, if it stopped."""
+        if self._task is not None and self._task.done():
+            self._task.result()
+
     async def _read(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
-            now = time.time()
-            for tp, records in batches.items():
-                kind = self.topics[tp.topic]
-                for r in records:
-                    trace = trace_id(r.headers)
-                    if trace is not None:
-                        value = json.loads(r.value) if r.value else {}
-                        self.by_trace[trace].append(Seen(kind, r.timestamp / 1000, now, value))
+            if batches:
+                self.on_fetch(batches)
+
+    def on_fetch(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        raise NotImplementedError
+
+
+class Tap(Tail):
+    """Reads ``topics`` (name -> kind) from their end, read_committed; records by trace id."""
+
+    def __init__(self, settings: KafkaSettings, topics: dict[str, str]) -> None:
+        super().__init__(settings, topics)
+        self.topics = topics
+        self.by_trace: dict[str, list[Seen]] = defaultdict(list)
+
+    def on_fetch(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        now = time.time()
+        for tp, records in batches.items():
+            kind = self.topics[tp.topic]
+            for r in records:
+                trace = trace_id(r.headers)
+                if trace is not None:
+                    value = json.loads(r.value) if r.value else {}
+                    self.by_trace[trace].append(Seen(kind, r.timestamp / 1000, now, value))
 
 
 def critical_path(records: Sequence[Seen]) -> list[Seen] | None:
