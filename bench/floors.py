@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -42,10 +42,8 @@ async def raw_one_way(
     """One-way produce-to-consume latencies (ms) on a bare topic, ``rate`` records a second."""
     topic = f"raw{uuid.uuid4().hex[:8]}"
     options = client_options(settings)
-    async with connected(AIOKafkaAdminClient(**options), settings) as admin:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
     reader = AIOKafkaConsumer(**options, auto_offset_reset="earliest", enable_auto_commit=False)
-    async with connected(reader, settings):
+    async with _scratch(settings, [topic], partitions), connected(reader, settings):
         reader.assign([TopicPartition(topic, p) for p in range(partitions)])
         return await _timed(settings, topic, reader, partitions=partitions, rate=rate,
                             count=count, timeout=timeout)  # fmt: skip
@@ -59,8 +57,6 @@ async def exactly_once_echo(
     prefix = f"floor{uuid.uuid4().hex[:6]}."
     source, sink, group = f"{prefix}in", f"{prefix}out", f"{prefix}echo"
     options = client_options(settings)
-    async with connected(AIOKafkaAdminClient(**options), settings) as admin:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in (source, sink)])
     consumer = AIOKafkaConsumer(
         source, **options, group_id=group, auto_offset_reset="earliest",
         enable_auto_commit=False, isolation_level="read_committed",
@@ -83,13 +79,27 @@ async def exactly_once_echo(
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 await echo.send_offsets_to_transaction(offsets, group)
 
-    async with (connected(consumer, settings), connected(echo, settings),
-                connected(reader, settings)):  # fmt: skip
+    async with (_scratch(settings, [source, sink], partitions), connected(consumer, settings),
+                connected(echo, settings), connected(reader, settings)):  # fmt: skip
         await consumer.getmany(timeout_ms=0)  # joined before the first record, as a worker is
         while not consumer.assignment():
             await asyncio.sleep(0.005)
         return await _timed(settings, source, reader, partitions=partitions, rate=rate,
                             count=count, timeout=timeout, beside=echoing())  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _scratch(
+    settings: KafkaSettings, topics: list[str], partitions: int
+) -> AsyncIterator[None]:
+    """``topics`` for one measurement, deleted after it: a long-lived bench broker (its state
+    stays in .expediter/) would otherwise gain partitions with every run."""
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
+        try:
+            yield
+        finally:
+            await admin.delete_topics(topics)
 
 
 async def _timed(
