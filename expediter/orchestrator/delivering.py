@@ -11,19 +11,20 @@ and a workflow waits for a task that was never published, or loses its table upd
 So each record sent in a transaction keeps its delivery future, by transactional id
 (:meth:`Producer.send`, :meth:`Producer.send_together`), and
 :meth:`Producer.commit_transactions` awaits them all, under the lock that Faust's sends to that
-transaction take, so no record can slip in between.
+transaction take, so no record can slip in between. If one failed, the transaction is aborted
+and the app crashes: the process exits non-zero, and the next one (a restart, or another
+replica after the rebalance) reads the records again from the last committed offset. Crashing,
+not retrying in place: the handled records have already changed the in-memory table, and only
+a restore from the changelog (read_committed, so without the aborted writes) gives a table
+that matches the committed offsets.
 
 A handled record's writes (its table update, the next tasks, its events, its completion) go in
 with :meth:`Producer.send_together`: one hold of that lock for all of them. Sent one by one,
 a commit could run between two of them (each send awaits the lock): it would commit the table
 update without the events, and without the handled record's offset. The next owner reads the
 record again, finds the table already past it, and never sends the events; a kill -9 at that
-moment left a workflow that never completed. If one
-failed, the transaction is aborted and the app crashes: the process exits non-zero, and the
-next one (a restart, or another replica after the rebalance) reads the records again from the
-last committed offset. Crashing, not retrying in place: the handled records have already
-changed the in-memory table, and only a restore from the changelog (read_committed, so without
-the aborted writes) gives a table that matches the committed offsets.
+moment left a workflow that never completed. (:meth:`Producer.send` stays for any other
+transactional send, Faust's own included, so that its delivery counts too.)
 
 Faust commits its per-partition transactions one after another; each is independent (its own
 producer, lock and coordinator round trips), so here they commit side by side, and a commit
@@ -31,10 +32,11 @@ costs the slowest partition's round trips instead of their sum. Its producers re
 10 ms instead of aiokafka's 100 ms (a retriable answer, such as a transaction coordinator still
 writing the previous transaction's markers, comes back within milliseconds).
 
-It overrides ``send``, ``commit_transactions``, ``_producer_type`` and ``_settings_extra`` of
-faust-streaming's aiokafka producer (as pinned in pyproject.toml) and reads its
-``_transaction_producers`` and ``_trn_locks``. Called by Faust, through the transport of
-:class:`expediter.orchestrator.consuming.OrchestratorApp`.
+It adds ``send_together``, overrides ``send``, ``commit_transactions``, ``_producer_type`` and
+``_settings_extra`` of faust-streaming's aiokafka producer (as pinned in pyproject.toml) and
+reads its ``_transaction_producers`` and ``_trn_locks``. Called by Faust, through the transport
+of :class:`expediter.orchestrator.consuming.OrchestratorApp`, and by
+:mod:`expediter.orchestrator.running` (``send_together``).
 """
 
 from __future__ import annotations

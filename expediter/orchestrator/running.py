@@ -285,12 +285,12 @@ def build_app(
         # keeps each delivery future and commits only once every record arrived; otherwise it
         # aborts and crashes the app, and the records are handled again after the restart.
         writes: list[Write] = []
-        decide_and_write(writes, event, model, decide)
+        decide_writes(writes, event, model, decide)
         retire(writes, event)
         producer = cast(Producer, app.producer)
         await producer.send_together(_transaction_of(app, event), writes)
 
-    def decide_and_write(
+    def decide_writes(
         writes: list[Write], event: Any, model: type[Any], decide: Callable[[Any], Outcome]
     ) -> None:
         try:
