@@ -11,7 +11,10 @@ the same GGUF, grammar, prompts and max tokens, in the same run.
   after another; timed around the generations, tokens from llama.cpp's usage.
 
 Greedy decoding (temperature 0) makes both sides generate the same tokens, so the figure is the
-overhead of the worker, the broker and the engine's wrapper on the same work. They take turns
+worker, the broker and the engine's wrapper against the raw library on the same work: their
+overhead, and the engine's sampler chain, which checks the grammar on the chosen token before
+the whole vocabulary (:mod:`expediter.reasoning.sampling`), and so puts the ratio above 1 on a
+CPU. They take turns
 for ``--rounds`` rounds (fresh topics each; the model loaded once per side per round) and the
 medians count. The last line is one JSON object; ``ratio`` = worker tokens/s / raw tokens/s.
 

@@ -43,6 +43,7 @@ from expediter.reasoning.faults import EngineFault
 from expediter.reasoning.grammarchecking import check_grammar, grammar_text
 from expediter.reasoning.grammars import grammar_schema as _grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
+from expediter.reasoning.sampling import GrammarChecks
 from expediter.settings import EngineSettings
 
 __all__ = ["DEFAULT_MODEL", "LlamaEngine"]
@@ -55,14 +56,19 @@ DEFAULT_MODEL = "gemma-3-270m-q4_k_m.gguf"
 """The file the default model package assembles: the model's name before ``start()``."""
 
 
-def _stoppable(llama_type: Any, criteria_type: Any) -> Any:
-    """A ``Llama`` subclass whose generations also end when its ``should_stop`` returns True.
+def _engine_llama(llama_type: Any, criteria_type: Any, checks: GrammarChecks) -> Any:
+    """A ``Llama`` subclass whose generations also end when its ``should_stop`` returns True,
+    and whose greedy generations under a grammar check the grammar on the chosen token first
+    (:mod:`~expediter.reasoning.sampling`).
 
     ``create_chat_completion`` takes no stopping criteria of its own (its chat handler sets
     them), but every generation goes through ``generate``, which does: the subclass adds ours.
+    Every generation builds its sampler chain with ``_init_sampler``: the subclass builds the
+    greedy one with a grammar itself and leaves every other to llama-cpp-python.
     """
+    from expediter.reasoning.sampling import greedy_grammar_chain
 
-    class StoppableLlama(llama_type):  # type: ignore[misc]
+    class EngineLlama(llama_type):  # type: ignore[misc]
         should_stop: Callable[[], bool] | None = None
 
         def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
@@ -72,7 +78,20 @@ def _stoppable(llama_type: Any, criteria_type: Any) -> Any:
                 kwargs["stopping_criteria"] = criteria_type([*given, lambda _ids, _p: check()])
             return super().generate(tokens, *args, **kwargs)
 
-    return StoppableLlama
+        def _init_sampler(self, **kwargs: Any) -> Any:
+            grammar = kwargs.get("grammar")
+            if grammar is None or kwargs.get("temp") != 0.0 or kwargs.get("logits_processor"):
+                return super()._init_sampler(**kwargs)
+            penalties = {
+                "n_vocab": self._n_vocab,
+                "penalty_last_n": self.last_n_tokens_size,
+                "penalty_repeat": kwargs.get("repeat_penalty", 1.0),
+                "penalty_freq": kwargs.get("frequency_penalty", 0.0),
+                "penalty_present": kwargs.get("presence_penalty", 0.0),
+            }
+            return greedy_grammar_chain(self, grammar, penalties, checks)
+
+    return EngineLlama
 
 
 def _default_model_path() -> Path:
@@ -109,6 +128,8 @@ class LlamaEngine:
         """llama.cpp's threads: the setting, else the cores the container is given."""
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
+        self.grammar_checks = GrammarChecks()
+        """Per generated token under a grammar: whether only the chosen token was checked."""
 
     @property
     def name(self) -> str:
@@ -147,7 +168,7 @@ class LlamaEngine:
                     ".gguf file, or unset it to use Gemma 3 270M"
                 )
             began = time.perf_counter()
-            llama_type = _stoppable(Llama, StoppingCriteriaList)
+            llama_type = _engine_llama(Llama, StoppingCriteriaList, self.grammar_checks)
             llm = await self._in_thread(lambda: self._load(llama_type, path))
             loaded = time.perf_counter()
             await self._in_thread(
