@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -176,6 +177,8 @@ async def main(args: argparse.Namespace) -> None:
                         "raw_tasks_per_s": round(raw), "last_join_seconds": round(joined, 2),
                         "ratio": round(worker / raw, 3)}  # fmt: skip
                 emit({"bench": "curves_point", **last})
+    # The workers' logs are kept only when a point fails (its message names the folder).
+    shutil.rmtree(logs, ignore_errors=True)
     emit({"bench": "curves", "tasks": args.tasks, **last})
 
 
