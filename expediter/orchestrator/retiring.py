@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FINISHED", "RecentlyRetired", "RetentionIndex", "retire_at"]
+__all__ = ["FINISHED", "NUDGE_AFTER_SECONDS", "Nudging", "RecentlyRetired", "RetentionIndex",
+           "retire_at"]  # fmt: skip
 
 FINISHED = ("completed", "failed")
 """A workflow's statuses once it has ended."""
@@ -93,6 +94,34 @@ class RetentionIndex:
                 break
             heapq.heappop(self._heaps[partition])
             del self._at[head[1]]
+            found.append(head[1])
+        return found
+
+
+NUDGE_AFTER_SECONDS = 1.0
+"""A partition whose oldest due retirement has waited this long (no record came to carry it)
+gets a nudge from the timer; at most one per partition per this long."""
+
+
+class Nudging:
+    """Which partitions need a nudge: retirements are written in the transaction of a record
+    handled on their partition, so on a partition where no record comes the deadline timer
+    sends one (an ``expire`` without a step, for the partition's soonest due workflow)."""
+
+    def __init__(self, after: float = NUDGE_AFTER_SECONDS) -> None:
+        self.after = after
+        self._last: dict[int, float] = {}  # partition -> when it was last nudged
+
+    def due(self, retention: RetentionIndex, now: float) -> list[str]:
+        """The workflow to name in each nudge due at ``now``, one per partition at most."""
+        found = []
+        for partition in retention.partitions():
+            head = retention.next_due(partition)
+            if head is None or head[0] + self.after > now:
+                continue
+            if self._last.get(partition, 0.0) + self.after > now:
+                continue
+            self._last[partition] = now
             found.append(head[1])
         return found
 

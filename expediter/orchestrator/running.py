@@ -79,7 +79,7 @@ from expediter.orchestrator.deadlettering import Unhandled, dead_letter
 from expediter.orchestrator.delivering import Producer, Write
 from expediter.orchestrator.discovering import REFRESH_SECONDS, Discovery
 from expediter.orchestrator.recovering import Tables
-from expediter.orchestrator.retiring import RecentlyRetired, RetentionIndex, retire_at
+from expediter.orchestrator.retiring import Nudging, RecentlyRetired, RetentionIndex, retire_at
 from expediter.orchestrator.scheduling import DeadlineIndex, Due
 from expediter.orchestrator.stepping import (
     PRODUCER,
@@ -101,9 +101,6 @@ log = logging.getLogger("expediter.orchestrator")
 RETIRE_PER_RECORD = 500
 """The most finished workflows one handled record's transaction deletes: a burst of expiries
 (a restart after a long stop) is spread over records instead of one huge transaction."""
-NUDGE_AFTER_SECONDS = 1.0
-"""A partition whose oldest due retirement has waited this long (no record came to carry it)
-gets a nudge from the timer; at most one per partition per this long."""
 REBUILD_CHUNK = 2000
 """Table entries the index rebuild reads between two yields to the event loop."""
 
@@ -319,7 +316,7 @@ def build_app(
     )
 
     built: list[int | None] = [None]  # the consumer generation the indexes were built in
-    nudged: dict[int, float] = {}  # partition -> when the timer last nudged it
+    nudging = Nudging()
 
     def busy() -> bool:
         return bool(app.rebalancing or app.in_recovery
@@ -355,15 +352,10 @@ def build_app(
         """An ``expire`` without a step for each partition whose due retirements no record
         came to carry: handling it retires them (:func:`retire`)."""
         found = []
-        for partition in retention.partitions():
-            head = retention.next_due(partition)
-            if (head is None or head[0] + NUDGE_AFTER_SECONDS > now
-                    or nudged.get(partition, 0.0) + NUDGE_AFTER_SECONDS > now):  # fmt: skip
-                continue
-            nudged[partition] = now
-            workflow = (table.data.get(head[1]) or {}).get("workflow") or "unknown"
+        for workflow_id in nudging.due(retention, now):
+            workflow = (table.data.get(workflow_id) or {}).get("workflow") or "unknown"
             found.append(WorkflowCommand(producer=PRODUCER, action="expire",
-                                         workflow_id=head[1], workflow=workflow))  # fmt: skip
+                                         workflow_id=workflow_id, workflow=workflow))  # fmt: skip
         return found
 
     @app.timer(settings.deadline_scan_seconds)  # type: ignore[untyped-decorator]

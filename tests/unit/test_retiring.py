@@ -10,7 +10,7 @@ from typing import Any
 from expediter import Any_, Parallel, Step, Workflow, WorkflowState
 from expediter.events import Producer, ResultEvent, TaskError, TaskEvent, WorkflowEvent
 from expediter.orchestrator.recounting import state_from_history
-from expediter.orchestrator.retiring import RecentlyRetired, RetentionIndex, retire_at
+from expediter.orchestrator.retiring import Nudging, RecentlyRetired, RetentionIndex, retire_at
 from expediter.orchestrator.stepping import Effects, apply_result, start
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,6 +27,25 @@ def test_a_running_workflow_never_retires_and_a_finished_one_after_its_retention
     assert retire_at(None, 60) is None
     for status in ("completed", "failed"):
         assert retire_at(value(status, T0), 60) == T0.timestamp() + 60
+
+
+def test_a_partition_is_nudged_once_its_head_waited_and_then_at_most_once_a_period() -> None:
+    index = RetentionIndex(retention=10)
+    index.track("wf-a", 0, value("completed", T0))
+    index.track("wf-b", 0, value("completed", T0 + timedelta(seconds=5)))
+    index.track("wf-c", 1, value("completed", T0 + timedelta(seconds=30)))
+    nudging = Nudging(after=1.0)
+    due = T0.timestamp() + 10  # wf-a's retention ends now
+    assert nudging.due(index, due + 0.5) == []  # a record may still come to carry it
+    assert nudging.due(index, due + 1.0) == ["wf-a"]  # one nudge, naming the partition's head
+    assert nudging.due(index, due + 1.5) == []  # at most one per partition per period
+    assert nudging.due(index, due + 2.0) == ["wf-a"]  # not carried yet: nudged again
+    assert index.due(0, due + 2.0, limit=10) == ["wf-a"]  # the nudge's record retired it
+    assert nudging.due(index, due + 5.5) == []  # wf-b is due at +5: it waits a period too
+    assert nudging.due(index, due + 6.0) == ["wf-b"]
+    assert index.due(0, due + 6.0, limit=10) == ["wf-b"]
+    assert nudging.due(index, due + 30.5) == []
+    assert nudging.due(index, due + 31.0) == ["wf-c"]  # the other partition, on its own clock
 
 
 def test_due_pops_only_the_partitions_own_finished_workflows_in_order_up_to_a_limit() -> None:
