@@ -1,7 +1,9 @@
 """The ``cluster`` fixture: a real Kubernetes control plane and a real KEDA for the session.
 
 The ``node`` fixture adds the local node (``expediter-node``) to it for one test module: the
-pods bound to it run as local processes, and none is left when the module ends.
+pods bound to it run as local processes, and none is left when the module ends. The
+``operator`` fixture runs the operator against it for one test module (a module whose operator
+needs more, the local node or topics, defines its own).
 
 Started from the cached build (``expediter dev cluster build``). Without one, a cluster test
 fails in CI (``CI=true``) and is skipped elsewhere, with a message naming the command that
@@ -15,6 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +29,10 @@ from expediter.dev.cluster import (
     built_bin,
     kubectl,
 )
+
+if TYPE_CHECKING:
+    from expediter.dev import Broker
+    from tests.cluster.operators import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 HPA_SYNC_SECONDS = 2.0
@@ -70,6 +77,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(local=local, state=state, api=local.api(state), dev_dir=dev_dir)
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Cluster, kafka: Broker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """``expediter operator`` running against the session's cluster, for one test module."""
+    # Imported here, not at the top: tests.cluster.operators imports this conftest.
+    from tests.cluster.operators import running_operator
+
+    with running_operator(cluster, kafka, tmp_path_factory.mktemp("operator")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

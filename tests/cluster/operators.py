@@ -16,41 +16,25 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from expediter.dev import Broker
 from tests.cluster.conftest import ROOT, Cluster
-
-T = TypeVar("T")
+from tests.polling import wait_for
 
 OPERATOR_NAMESPACE = "expediter"
 SERVICE_ACCOUNT = "expediter-operator"
 OWNED_KINDS = ("deployment", "service", "poddisruptionbudget", "scaledobject")
 MANAGED = "app.kubernetes.io/managed-by=expediter-operator"
 RESYNC_SECONDS = 2.0
-
-
-def wait_for(
-    what: str, check: Callable[[], T | None], timeout: float = 60.0, poll: float = 0.25
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(poll)
 
 
 def _free_port() -> int:

@@ -1,17 +1,13 @@
-"""Helpers the local node's tests share: a namespace each, objects applied, pods waited for."""
+"""Helpers the local node's tests share: a namespace each, objects applied, pods read back
+(waiting is :mod:`tests.polling`)."""
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.cluster.conftest import Cluster
-
-T = TypeVar("T")
 
 
 def new_namespace(cluster: Cluster, stem: str) -> str:
@@ -46,18 +42,6 @@ def pods(cluster: Cluster, namespace: str, selector: str = "") -> list[dict[str,
     return items
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.2)
-
-
 def container(pod_: dict[str, Any], index: int = 0) -> dict[str, Any]:
     statuses: list[dict[str, Any]] = (pod_.get("status") or {}).get("containerStatuses") or []
     return statuses[index] if len(statuses) > index else {}
@@ -79,11 +63,3 @@ def log_of(cluster: Cluster, pod_: dict[str, Any], container_name: str, restart:
 def pid_of(pod_: dict[str, Any], index: int = 0) -> int:
     """The container's process (its containerID is ``local://<pid>``)."""
     return int(str(container(pod_, index)["containerID"]).removeprefix("local://"))
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"

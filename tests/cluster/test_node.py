@@ -18,7 +18,6 @@ import pytest
 from expediter.dev.cluster import PORTS_ANNOTATION, pod_processes
 from tests.cluster.conftest import Cluster
 from tests.cluster.pods import (
-    alive,
     apply,
     container,
     get,
@@ -27,8 +26,8 @@ from tests.cluster.pods import (
     pid_of,
     pod,
     ready,
-    wait_for,
 )
+from tests.polling import alive, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

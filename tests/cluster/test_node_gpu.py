@@ -21,7 +21,8 @@ from expediter.dev import Broker
 from expediter.dev.cluster import GPU_LABEL, GPU_RESOURCE
 from expediter.dev.cluster.fleet import FleetOptions, fleet_objects, remove_fleet, render_overlay
 from tests.cluster.conftest import ROOT, Cluster
-from tests.cluster.pods import apply, container, pods, wait_for
+from tests.cluster.pods import apply, container, pods
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from tests.cluster.operators import (
     get,
     kubectl_apply,
     listed,
-    running_operator,
     status,
     wait_for,
 )
@@ -41,14 +39,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 PARTITIONS = 3
 LAG_THRESHOLD = 5
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: Cluster, kafka: Broker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    with running_operator(cluster, kafka, tmp_path_factory.mktemp("operator")) as running:
-        yield running
 
 
 def _capability() -> str:

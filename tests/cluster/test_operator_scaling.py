@@ -15,7 +15,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from tests.cluster.operators import (
     condition,
     get,
     kubectl_apply,
-    running_operator,
     wait_for,
 )
 from tests.support import spawn, task, terminate
@@ -45,14 +43,6 @@ PARTITIONS = 6
 TARGET_DRAIN_SECONDS = 10
 TOKENS_PER_SECOND = 100
 """One replica works off 1,000 tokens within the target."""
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: Cluster, kafka: Broker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    with running_operator(cluster, kafka, tmp_path_factory.mktemp("operator")) as running:
-        yield running
 
 
 def _serving(address: str) -> bool:

@@ -30,7 +30,8 @@ from expediter.events import to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.settings import KafkaSettings
 from tests.cluster.conftest import ROOT, Cluster
-from tests.cluster.pods import apply, container, pid_of, pods, ready, wait_for
+from tests.cluster.pods import apply, container, pid_of, pods, ready
+from tests.polling import wait_for
 from tests.support import create_topics, produce, task
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]

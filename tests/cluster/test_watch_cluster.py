@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -29,6 +28,7 @@ from expediter.dev import Broker
 from expediter.messaging import client_options, connected
 from tests.cluster.conforming import NO_NODE, ROOT, Kafka, Setup
 from tests.cluster.conftest import Cluster
+from tests.polling import until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -88,13 +88,6 @@ def _direct(cluster: Cluster, namespace: str, metric: str) -> tuple[float, dict[
     return float(reply.json()["items"][0]["value"]), deployment.json()
 
 
-async def _until(what: str, check: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not await asyncio.to_thread(check):
-        assert time.monotonic() < deadline, f"{what} did not happen in {seconds} s"
-        await asyncio.sleep(0.5)
-
-
 async def test_watch_shows_kedas_metric_and_the_real_desired_and_actual_replicas(
     cluster: Cluster, kafka: Broker
 ) -> None:
@@ -123,7 +116,9 @@ async def test_watch_shows_kedas_metric_and_the_real_desired_and_actual_replicas
                 and deployment.json().get("status", {}).get("replicas", 0) == count
                 and hpa.json().get("status", {}).get("desiredReplicas") == count)  # fmt: skip
 
-    await _until("KEDA and the HPA scaling action to 3", lambda: scaled_to(3))
+    await until(
+        "KEDA and the HPA scaling action to 3", lambda: asyncio.to_thread(scaled_to, 3), poll=0.5
+    )
     metric = cluster.api.get(hpa_path).json()["spec"]["metrics"][0]["external"]["metric"]["name"]
 
     row = json.loads(await asyncio.to_thread(_watch, cluster, kafka, namespace, prefix, "--json"))
@@ -155,7 +150,7 @@ async def test_watch_shows_kedas_metric_and_the_real_desired_and_actual_replicas
         d = reply.json()
         return reply.ok and d["spec"].get("replicas") == 0 and not d["status"].get("replicas")
 
-    await _until("KEDA scaling action to 0", idle)
+    await until("KEDA scaling action to 0", lambda: asyncio.to_thread(idle), poll=0.5)
     row = json.loads(await asyncio.to_thread(_watch, cluster, kafka, namespace, prefix, "--json"))
     [capability] = row["capabilities"]
     keda, deployment = await asyncio.to_thread(_direct, cluster, namespace, metric)

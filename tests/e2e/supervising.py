@@ -4,12 +4,10 @@ a person would. Used by test_supervisor.py and test_supervisor_tiers.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,22 +18,7 @@ from expediter.messaging import TopicNames
 from expediter.supervising import read_state
 from tests.support import cli, spawn
 
-__all__ = ["Up", "alive", "start_up", "until"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def until(what: str, condition: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        await asyncio.sleep(0.2)
+__all__ = ["Up", "start_up"]
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from expediter.events import Producer, ResultEvent, WorkflowEvent, decode, to_re
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.messaging.partitionreading import PartitionReader, Record
 from expediter.settings import KafkaSettings
+from tests.polling import until
 from tests.support import cli, spawn, terminate
 
 pytestmark = pytest.mark.slow
@@ -94,13 +94,6 @@ async def late_result(settings: KafkaSettings, names: TopicNames, workflow_id: s
         )
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
-        await asyncio.sleep(0.5)
-
-
 def logged(log: Path, text: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return text in await asyncio.to_thread(log.read_text, errors="replace")
@@ -129,7 +122,7 @@ async def test_a_finished_workflow_leaves_the_table_and_status_still_shows_it(
             return bool(records) and records[-1].value is None
 
         # No other record comes: the timer's nudge carries the deletion on an idle partition.
-        await wait_for(retired, "a tombstone for the finished workflow in the changelog")
+        await until("a tombstone for the finished workflow in the changelog", retired, poll=0.5)
         records = await changelog(kafka.settings, names, workflow_id)
         assert [r.value is None for r in records][-2:] == [False, True]
 
@@ -144,12 +137,13 @@ async def test_a_finished_workflow_leaves_the_table_and_status_still_shows_it(
         # A late result for it is ignored with a reason, and does not bring it back.
         events_before = await history(kafka.settings, names, workflow_id)
         await late_result(kafka.settings, names, workflow_id)
-        await wait_for(
+        await until(
+            "a warning: the late result ignored",
             logged(
                 logs / "orchestrator-1.log",
                 f"{workflow_id}/never ignored: it finished and left the table",
             ),
-            "a warning: the late result ignored",
+            poll=0.5,
         )
     finally:
         assert terminate(first) == 0
@@ -164,12 +158,13 @@ async def test_a_finished_workflow_leaves_the_table_and_status_still_shows_it(
         assert again.returncode == 0, again.stderr
         # ... and has not restored the retired one: a late result finds no such workflow.
         await late_result(kafka.settings, names, workflow_id)
-        await wait_for(
+        await until(
+            "a warning: not in the restored table",
             logged(
                 logs / "orchestrator-2.log",
                 f"{workflow_id}/never ignored: no such workflow in the table",
             ),
-            "a warning: not in the restored table",
+            poll=0.5,
         )
     finally:
         assert terminate(second) == 0

@@ -16,7 +16,8 @@ import pytest
 
 from expediter.dev import Broker
 from expediter.supervising import read_state
-from tests.e2e.supervising import alive, start_up, until
+from tests.e2e.supervising import start_up
+from tests.polling import alive, until
 from tests.support import cli, produce, read, task
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ import pytest
 from expediter.dev import Broker
 from expediter.events import ResultEvent, TaskEvent, decode
 from expediter.worker.delaying import RetryTiers
-from tests.e2e.supervising import start_up, until
+from tests.e2e.supervising import start_up
+from tests.polling import until
 from tests.support import TEST_PRODUCER, produce, read
 
 pytestmark = pytest.mark.slow

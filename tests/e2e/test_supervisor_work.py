@@ -23,7 +23,7 @@ from expediter.events import to_record
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.scaling.estimating import EXPECTED_TOKENS_HEADER
 from expediter.supervising import read_state
-from tests.e2e.supervising import until
+from tests.polling import until
 from tests.support import cli, create_topics, spawn, task, terminate
 
 pytestmark = pytest.mark.slow

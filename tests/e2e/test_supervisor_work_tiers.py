@@ -27,8 +27,8 @@ from expediter.events import ResultEvent, decode
 from expediter.messaging import TopicNames, client_options, connected
 from expediter.supervising import read_state
 from expediter.worker.delaying import RetryTiers
-from tests.e2e.supervising import until
 from tests.e2e.test_supervisor_work import PROBE
+from tests.polling import until
 from tests.support import cli, create_topics, produce, read, spawn, task, terminate
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 
 from expediter.dev import Broker
 from expediter.messaging import TopicNames, read_registry
+from tests.polling import until
 from tests.support import cli, create_topics, spawn, terminate
 
 PROBE = Path(__file__).resolve().parents[1] / "agents" / "probe.py"
@@ -28,15 +29,6 @@ def _env(kafka: Broker, names: TopicNames, **extra: str) -> dict[str, str]:
         "EXPEDITER_HTTP_PORT": "0",
         **extra,
     }
-
-
-async def _until(check: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.mark.slow
@@ -54,7 +46,7 @@ async def test_a_live_worker_renews_its_lease_and_a_killed_one_goes_stale(
             directory = await read_registry(kafka.settings, names)
             return len(directory.live()) == 2
 
-        await _until(both_live)
+        await until("both workers live in the registry", both_live, poll=0.3)
         first = await read_registry(kafka.settings, names)
         default = next(c.instance for c in first.live() if c.instance != "killed")
         assert default.endswith(f"-{kept.pid}"), "the default instance is unique per process"
@@ -72,7 +64,7 @@ async def test_a_live_worker_renews_its_lease_and_a_killed_one_goes_stale(
                 c.instance for c in seen[-1].stale()
             ] == ["killed"]
 
-        await _until(killed_stale_kept_live)
+        await until("the killed card stale, the kept one live", killed_stale_kept_live, poll=0.3)
         later = seen[-1]
         renewed = later.live()[0]
         assert renewed.expires_at is not None
@@ -130,12 +122,12 @@ async def test_sigterm_while_the_group_waits_for_a_killed_member_stops_in_time(
             cards = (await read_registry(kafka.settings, names)).live()
             return instance in [c.instance for c in cards]
 
-        await _until(lambda: live("first"))
+        await until("the first worker live", lambda: live("first"), poll=0.3)
         await asyncio.sleep(3)  # the first holds its partitions (it registers before it joins)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
         second = spawn(["worker", str(PROBE), "--instance", "second"], env, tmp_path / "2.log")
-        await _until(lambda: live("second"))
+        await until("the second worker live", lambda: live("second"), poll=0.3)
         await asyncio.sleep(3)  # its JoinGroup is now held for the killed member
         started = time.monotonic()
         code = terminate(second, timeout=60)

@@ -28,6 +28,7 @@ from expediter.supervising import (
     worker_env,
     write_state,
 )
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,13 +124,6 @@ def replica_set(tmp_path: Path, code: str, grace: float = 30.0) -> ReplicaSet:
                       tmp_path / "logs", grace)  # fmt: skip
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.05)
-
-
 def test_replicas_start_and_the_newest_stops_first(tmp_path: Path) -> None:
     replicas = replica_set(tmp_path, SLEEPER)
     try:
@@ -139,7 +133,12 @@ def test_replicas_start_and_the_newest_stops_first(tmp_path: Path) -> None:
         assert [r.name for r in stopping] == ["probe-3", "probe-2"]
         assert [r.name for r in replicas.running] == ["probe-1"]
         ended: list[object] = []
-        wait_for(lambda: ended.extend(replicas.reap()) or len(ended) == 2)
+        wait_for(
+            "both replicas reaped",
+            lambda: ended.extend(replicas.reap()) or len(ended) == 2,
+            timeout=10,
+            poll=0.05,
+        )
         assert all(e.expected for e in ended)  # type: ignore[attr-defined]
         # Names are never reused within a run (transactional ids must not fence a drainer).
         started, _ = replicas.scale_to(2)
@@ -169,7 +168,7 @@ def test_a_crash_is_reported_as_unexpected(tmp_path: Path) -> None:
     replicas = replica_set(tmp_path, "import sys; print('boom'); sys.exit(3)")
     replicas.scale_to(1)
     ended: list[object] = []
-    wait_for(lambda: ended.extend(replicas.reap()) or ended)
+    wait_for("a replica reaped", lambda: ended.extend(replicas.reap()) or ended, 10, 0.05)
     (crash,) = ended
     assert crash.code == 3
     assert not crash.expected
