@@ -43,7 +43,7 @@ from expediter.reasoning.faults import EngineFault
 from expediter.reasoning.grammarchecking import check_grammar, grammar_text
 from expediter.reasoning.grammars import grammar_schema as _grammar_schema
 from expediter.reasoning.protocol import OutputT, Reasoned
-from expediter.reasoning.sampling import GrammarChecks
+from expediter.reasoning.sampling import GrammarChecks, greedy_grammar_chain
 from expediter.settings import EngineSettings
 
 __all__ = ["DEFAULT_MODEL", "LlamaEngine"]
@@ -66,7 +66,6 @@ def _engine_llama(llama_type: Any, criteria_type: Any, checks: GrammarChecks) ->
     Every generation builds its sampler chain with ``_init_sampler``: the subclass builds the
     greedy one with a grammar itself and leaves every other to llama-cpp-python.
     """
-    from expediter.reasoning.sampling import greedy_grammar_chain
 
     class EngineLlama(llama_type):  # type: ignore[misc]
         should_stop: Callable[[], bool] | None = None

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GrammarChecks:
-    """How the grammar was applied, per token, since the engine started (for tests and logs)."""
+    """How the grammar was applied, per sampled token, since the engine was made (the tests
+    read it to see that both ways were taken)."""
 
     chosen_only: int = 0
     """Tokens whose greedy choice the grammar allowed: only that token was checked."""
@@ -59,9 +60,10 @@ def greedy_grammar_chain(
     chain.add_penalties(**penalties)
     lazy = _ChosenFirst(lib, llama._model, grammar, checks)
     lib.llama_sampler_chain_add(chain.sampler, lazy.pointer)
-    # llama-cpp-python removes the samplers it lists here before it frees the chain, so that
-    # llama.cpp does not free memory Python owns; the grammar's own sampler is llama.cpp's and
-    # is freed with the chain (the callback runs first: an exit stack unwinds last-in first).
+    # llama-cpp-python takes the samplers it lists here out of the chain before it frees it,
+    # so that llama.cpp does not free memory Python owns. The grammar sampler inside ours is
+    # llama.cpp's: ``lazy.free`` frees it, before the chain (an exit stack unwinds last-in
+    # first), when nothing can call it any more.
     chain.custom_samplers.append((lib.llama_sampler_chain_n(chain.sampler) - 1, lazy))
     chain._exit_stack.callback(lazy.free)
     chain.add_greedy()
