@@ -40,7 +40,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import count_until, emit, raw_echo, task_event
+from common import agent_topics, count_until, emit, raw_echo, scratch_topics, task_event
 
 from expediter.dev import provided_broker
 from expediter.events import OutgoingRecord, to_record
@@ -55,19 +55,9 @@ JOIN_TIMEOUT = 120.0
 async def topics(settings: KafkaSettings, names: TopicNames, partitions: int) -> AsyncIterator[str]:
     """A point's topics (tasks, results, dlq, registry, echo), deleted after it; yields echo."""
     echo = f"{names.prefix}echo"
-    created = [
-        NewTopic(names.tasks("noop"), partitions, 1),
-        NewTopic(names.results, partitions, 1),
-        NewTopic(echo, partitions, 1),
-        NewTopic(names.dlq("noop"), 1, 1),
-        NewTopic(names.registry, 1, 1, topic_configs={"cleanup.policy": "compact"}),
-    ]
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        await admin.create_topics(created)
-        try:
-            yield echo
-        finally:
-            await admin.delete_topics([t.name for t in created])
+    created = [*agent_topics(names, "noop", partitions), NewTopic(echo, partitions, 1)]
+    async with scratch_topics(settings, created):
+        yield echo
 
 
 def encoded(count: int) -> list[OutgoingRecord]:

@@ -36,8 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import emit
+from common import agent_topics, emit, scratch_topics
 
 from expediter import load_agent
 from expediter.dev import provided_broker
@@ -86,18 +85,8 @@ async def worker_tokens_per_s(
 ) -> tuple[float, int, int]:
     """Tokens/s through a worker, its completion tokens, and how many tasks failed."""
     names = TopicNames(prefix=f"bl{uuid.uuid4().hex[:6]}.")
-    topics = [
-        NewTopic(names.tasks(CAPABILITY), PARTITIONS, 1),
-        NewTopic(names.results, PARTITIONS, 1),
-        NewTopic(names.dlq(CAPABILITY), 1, 1),
-        NewTopic(names.registry, 1, 1, topic_configs={"cleanup.policy": "compact"}),
-    ]
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        await admin.create_topics(topics)
-        try:
-            return await _worker_phase(settings, engine, names, tasks)
-        finally:
-            await admin.delete_topics([topic.name for topic in topics])
+    async with scratch_topics(settings, agent_topics(names, CAPABILITY, PARTITIONS)):
+        return await _worker_phase(settings, engine, names, tasks)
 
 
 async def _worker_phase(

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from common import emit, percentiles
+from aiokafka.admin import NewTopic
+from common import agent_topics, emit, percentiles, scratch_topics
 
 from expediter import load_agent
 from expediter.dev import provided_broker
@@ -56,15 +56,9 @@ def task(n: int, fail: bool) -> TaskEvent:
 async def round_(settings: KafkaSettings, mode: str, others: int, rate: float) -> dict[str, Any]:
     names = TopicNames(prefix=f"bt{uuid.uuid4().hex[:6]}.")
     tiers = [f"{names.prefix}retry.flaky.{n}s" for n in TIERS]
-    topics = [names.tasks("flaky"), names.results, names.dlq("flaky"), *tiers]
-    compact = {"cleanup.policy": "compact"}
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        registry = NewTopic(names.registry, 1, 1, topic_configs=compact)
-        await admin.create_topics([*(NewTopic(t, 1, 1) for t in topics), registry])
-        try:
-            return await _measure(settings, names, mode, others, rate)
-        finally:
-            await admin.delete_topics([*topics, names.registry])
+    topics = [*agent_topics(names, "flaky", 1), *(NewTopic(t, 1, 1) for t in tiers)]
+    async with scratch_topics(settings, topics):
+        return await _measure(settings, names, mode, others, rate)
 
 
 async def _measure(

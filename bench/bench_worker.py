@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import os
 import statistics
@@ -35,14 +34,22 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from breakdown import medians, trace_id
-from common import count_until, emit, percentiles, raw_echo, task_event
+from common import (
+    agent_topics,
+    count_until,
+    emit,
+    percentiles,
+    raw_echo,
+    scratch_topics,
+    task_event,
+)
 from floors import exactly_once_echo, raw_one_way
 
 from expediter import load_agent
@@ -58,25 +65,12 @@ NOOP = Path(__file__).resolve().parent / "agents" / "noop.py"
 PARTITIONS = 4
 
 
-@contextlib.asynccontextmanager
-async def scratch(
+def scratch(
     settings: KafkaSettings, names: TopicNames, extra: list[str]
-) -> AsyncIterator[None]:
+) -> AbstractAsyncContextManager[None]:
     """The topics of one phase, deleted after it, so that rounds do not pile up partitions."""
-    compact = {"cleanup.policy": "compact"}
-    topics = [
-        NewTopic(names.tasks("noop"), PARTITIONS, 1),
-        NewTopic(names.results, PARTITIONS, 1),
-        NewTopic(names.dlq("noop"), 1, 1),
-        NewTopic(names.registry, 1, 1, topic_configs=compact),
-        *(NewTopic(t, PARTITIONS, 1) for t in extra),
-    ]
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        await admin.create_topics(topics)
-        try:
-            yield
-        finally:
-            await admin.delete_topics([topic.name for topic in topics])
+    extras = [NewTopic(t, PARTITIONS, 1) for t in extra]
+    return scratch_topics(settings, [*agent_topics(names, "noop", PARTITIONS), *extras])
 
 
 async def fill(settings: KafkaSettings, topic: str, count: int) -> int:

@@ -1,20 +1,24 @@
 """What the benches share: the last-line JSON output, a typical task, percentiles, a
-read_committed count of a topic's records, and the raw echo a worker is measured against.
+read_committed count of a topic's records, the raw echo a worker is measured against, and
+scratch topics for one measurement.
 
 Imported by the bench_*.py scripts (run as ``python bench/<name>.py``, so bench/ is on the path).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from expediter.events import Producer, TaskEvent
-from expediter.messaging import client_options, connected
+from expediter.messaging import TopicNames, client_options, connected
 from expediter.settings import KafkaSettings
 
 
@@ -65,3 +69,29 @@ async def raw_echo(
         if batches:
             await producer.flush()
             await consumer.commit()
+
+
+@contextlib.asynccontextmanager
+async def scratch_topics(
+    settings: KafkaSettings, topics: Iterable[NewTopic]
+) -> AsyncIterator[None]:
+    """``topics`` for one measurement, deleted after it: a long-lived bench broker (its state
+    stays in .expediter/) would otherwise gain partitions with every run."""
+    created = list(topics)
+    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
+        await admin.create_topics(created)
+        try:
+            yield
+        finally:
+            await admin.delete_topics([topic.name for topic in created])
+
+
+def agent_topics(names: TopicNames, capability: str, partitions: int) -> list[NewTopic]:
+    """What a worker of ``capability`` needs: its tasks, the results, its DLQ (one partition)
+    and the registry (one partition, compacted)."""
+    return [
+        NewTopic(names.tasks(capability), partitions, 1),
+        NewTopic(names.results, partitions, 1),
+        NewTopic(names.dlq(capability), 1, 1),
+        NewTopic(names.registry, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+    ]

@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+from common import scratch_topics
 
 from expediter.messaging import client_options, connected
 from expediter.settings import KafkaSettings
@@ -88,18 +90,10 @@ async def exactly_once_echo(
                             count=count, timeout=timeout, beside=echoing())  # fmt: skip
 
 
-@contextlib.asynccontextmanager
-async def _scratch(
+def _scratch(
     settings: KafkaSettings, topics: list[str], partitions: int
-) -> AsyncIterator[None]:
-    """``topics`` for one measurement, deleted after it: a long-lived bench broker (its state
-    stays in .expediter/) would otherwise gain partitions with every run."""
-    async with connected(AIOKafkaAdminClient(**client_options(settings)), settings) as admin:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
-        try:
-            yield
-        finally:
-            await admin.delete_topics(topics)
+) -> AbstractAsyncContextManager[None]:
+    return scratch_topics(settings, [NewTopic(t, partitions, 1) for t in topics])
 
 
 async def _timed(
